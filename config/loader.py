@@ -1,0 +1,131 @@
+"""Load a config file (YAML or JSON), apply environment overrides, and validate it.
+
+Every failure becomes a ``ConfigError`` naming the file, the field path and what is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import ValidationError
+
+from config.errors import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+DEFAULT_CONFIG = EXAMPLES / "quickstart.yaml"
+
+# Environment variables that override AWS settings, so one config serves several accounts.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "MLPIPE_AWS_REGION": ("aws", "region"),
+    "MLPIPE_AWS_ACCOUNT_ID": ("aws", "account_id"),
+    "MLPIPE_AWS_BUCKET": ("aws", "bucket"),
+    "MLPIPE_AWS_PREFIX": ("aws", "prefix"),
+    "MLPIPE_SAGEMAKER_ROLE_ARN": ("aws", "roles", "sagemaker"),
+    "MLPIPE_STEPFUNCTIONS_ROLE_ARN": ("aws", "roles", "stepfunctions"),
+    "MLPIPE_LAMBDA_ROLE_ARN": ("aws", "roles", "lambda"),
+    "MLPIPE_SCHEDULER_ROLE_ARN": ("aws", "roles", "scheduler"),
+    "MLPIPE_EVENTS_ROLE_ARN": ("aws", "roles", "events"),
+}
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Parse YAML or JSON (by suffix), with a clear error for unreadable or malformed files."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=str(path),
+                          fix="pass an existing file with --config, e.g. config/examples/abalone.yaml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file ({exc})", source=str(path)) from None
+    try:
+        if path.suffix.lower() == ".json":
+            doc = json.loads(text)
+        else:
+            import yaml
+
+            doc = yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                          source=str(path)) from None
+    except Exception as exc:  # yaml.YAMLError carries the position in its text
+        raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), source=str(path)) from None
+    if not isinstance(doc, dict):
+        raise ConfigError("the top level must be a mapping (pipeline:, aws:, stages:, ...)", source=str(path))
+    return doc
+
+
+def apply_env_overrides(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))  # deep copy; the file's own document stays untouched
+    for var, path in ENV_OVERRIDES.items():
+        value = env.get(var)
+        if value:
+            node = doc
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"cannot apply {var}: {'.'.join(path[:-1])} is not a mapping")
+            node[path[-1]] = value
+    return doc
+
+
+def _field_path(loc: tuple[Any, ...], doc: Any) -> str:
+    """Turn pydantic's location into a readable path; name stages by their name, not index."""
+    parts: list[str] = []
+    node = doc
+    for item in loc:
+        if isinstance(item, int):
+            name = node[item].get("name") if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) else None
+            parts.append(f"[{item}]" + (f"({name})" if name else ""))
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        elif isinstance(item, str) and item in {"processing", "training", "evaluation", "model", "register",
+                                                 "approval", "endpoint", "transform", "lambda"} and parts and parts[-1].startswith("["):
+            continue  # the discriminator tag pydantic inserts; the user never wrote it
+        else:
+            parts.append(("." if parts else "") + str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def _fix_for(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "remove this field; it is not part of the schema (check the spelling)"
+    if kind == "missing":
+        return "add this required field"
+    if kind == "union_tag_invalid":
+        return "set kind to one of processing, training, evaluation, model, register, approval, endpoint, transform, lambda"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"use a value of the expected type ({err['msg'].lower()})"
+    return "see config/examples/ for a valid config"
+
+
+def validate_document(doc: dict[str, Any], source: str):
+    from config.models import PipelineConfig
+
+    try:
+        return PipelineConfig.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        extra = len(exc.errors()) - 1
+        if extra:
+            msg += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+        raise ConfigError(msg, source=source, field=_field_path(tuple(err["loc"]), doc) or "(top level)",
+                          fix=_fix_for(err)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None):
+    """Load and validate a config; ``None`` means the embedded quick-start default."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    doc = apply_env_overrides(read_document(p), os.environ if env is None else env)
+    config = validate_document(doc, str(p))
+    config._source = p.resolve()
+    return config
+
+
+def config_dir(config) -> Path:
+    """Directory that relative paths in the config (code, local data) are resolved against."""
+    return config._source.parent if config._source else Path.cwd()

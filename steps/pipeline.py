@@ -1,0 +1,106 @@
+"""Turn a validated config into a PipelineSpec, one factory per stage kind."""
+
+from __future__ import annotations
+
+import os
+
+from config.errors import ConfigError
+from config.loader import config_dir
+from config.models import PipelineConfig
+from steps import approval, endpoint, evaluation, lambda_step, model, processing, registry, training, transform
+from steps.context import BuildContext
+from steps.spec import Parameter, PipelineSpec, Schedule, Stage
+
+FACTORIES = {
+    "processing": processing.build,
+    "training": training.build,
+    "evaluation": evaluation.build,
+    "model": model.build,
+    "register": registry.build,
+    "approval": approval.build,
+    "endpoint": endpoint.build,
+    "transform": transform.build,
+    "lambda": lambda_step.build,
+}
+
+PLACEHOLDER_ACCOUNT = "000000000000"
+
+
+def _gate_later_stages(stages: list[Stage]) -> list[Stage]:
+    """A gate guards every stage declared after it: nothing is registered, deployed or recorded
+    unless the model passed."""
+    from dataclasses import replace
+
+    out: list[Stage] = []
+    gate: str | None = None
+    for stage in stages:
+        if gate and gate not in stage.upstream and stage.kind != "gate":
+            stage = replace(stage, depends_on=tuple(sorted({*stage.depends_on, gate})))
+        if stage.kind == "gate":
+            gate = stage.name
+        out.append(stage)
+    return out
+
+
+def _toposort(stages: list[Stage], source: str | None) -> tuple[Stage, ...]:
+    """Dependency order; among ready stages the one declared first goes first, so the
+    linear renderings (Step Functions, the local runner) follow the config's own order."""
+    order = {s.name: i for i, s in enumerate(stages)}
+    waiting = {s.name: set(s.upstream) for s in stages}
+    result: list[Stage] = []
+    while waiting:
+        ready = [name for name, ups in waiting.items() if not ups]
+        if not ready:
+            cycle = " -> ".join(sorted(waiting))
+            raise ConfigError(f"stages depend on each other in a cycle among: {cycle}", source=source,
+                              field="stages", fix="remove one of the depends_on links")
+        name = min(ready, key=order.__getitem__)
+        del waiting[name]
+        for ups in waiting.values():
+            ups.discard(name)
+        result.append(stages[order[name]])
+    return tuple(result)
+
+
+def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> PipelineSpec:
+    env = os.environ if env is None else env
+    source = str(config._source) if config._source else None
+    ctx = BuildContext(config=config, base_dir=config_dir(config), source=source, built={})
+    stages: list[Stage] = []
+    for i, cfg in enumerate(config.stages):
+        built = FACTORIES[cfg.kind](cfg, ctx, f"stages[{i}]({cfg.name})")
+        for stage in built if isinstance(built, list) else [built]:
+            if stage.name in ctx.built:
+                raise ConfigError(f"stage name {stage.name!r} is used twice", source=source,
+                                  field=f"stages[{i}].name", fix="rename one of them")
+            ctx.built[stage.name] = stage
+            stages.append(stage)
+    aws = config.aws
+    sched = config.schedule
+    return PipelineSpec(
+        name=config.pipeline.name,
+        description=config.pipeline.description,
+        region=aws.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        account_id=aws.account_id or PLACEHOLDER_ACCOUNT,
+        bucket=aws.bucket,
+        prefix=aws.prefix,
+        roles=aws.roles.model_dump(),
+        tags=dict(aws.tags),
+        parameters=tuple(
+            Parameter(name, p.type, p.default, p.description, tuple(p.allowed) if p.allowed else None)
+            for name, p in config.parameters.items()
+        ),
+        stages=_toposort(_gate_later_stages(stages), source),
+        data=config.data.model_dump() if config.data else {},
+        schedule=Schedule(sched.expression, sched.timezone, sched.enabled, sched.retry.maximum_attempts,
+                          sched.retry.maximum_event_age_seconds, sched.dead_letter_queue) if sched else None,
+        trigger_prefix=config.trigger.s3_prefix if config.trigger else None,
+        emails=tuple(config.notifications.emails),
+        source=config._source,
+    )
+
+
+def load_spec(path=None, env=None) -> PipelineSpec:
+    from config.loader import load_config
+
+    return build_spec(load_config(path, env), env)

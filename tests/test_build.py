@@ -1,0 +1,273 @@
+"""`mlpipe build`: offline, deterministic, statelint-clean, pinned by golden files, and the two
+targets agree stage by stage."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from asl_eval import evaluate
+from conftest import EXAMPLES, ROOT, UPDATE_GOLDEN, run_cli, statelint
+
+from steps.pipeline import load_spec
+from workflows.build import PIPELINE_FILE, STATE_MACHINE_FILE, render
+
+GOLDEN = ROOT / "tests" / "golden"
+CONFIGS = ["abalone", "bsm_pytorch", "quickstart"]
+CLEAN_ENV = {k: "" for k in ("MLPIPE_AWS_REGION", "MLPIPE_AWS_ACCOUNT_ID", "MLPIPE_AWS_BUCKET", "MLPIPE_AWS_PREFIX")}
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return {name: render(load_spec(EXAMPLES / f"{name}.yaml", env=CLEAN_ENV), "all") for name in CONFIGS}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_golden_files(rendered, name):
+    """Rendered JSON is compared exactly. Regenerate on purpose:
+    MLPIPE_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_build.py -k golden"""
+    for rel, golden_name in ((STATE_MACHINE_FILE, "state_machine.asl.json"), (PIPELINE_FILE, "pipeline.json")):
+        path = GOLDEN / name / golden_name
+        if UPDATE_GOLDEN:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rendered[name][rel])
+        assert path.is_file(), f"missing golden file {path}; see this test's docstring"
+        assert rendered[name][rel].decode() == path.read_text(), f"{rel} of {name} differs from {path}"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_state_machine_passes_statelint(rendered, name):
+    statelint(rendered[name][STATE_MACHINE_FILE].decode())
+
+
+def test_build_cli_offline_all_targets_is_deterministic(tmp_path):
+    """Two builds in fresh processes, no credentials, sockets limited to loopback: same bytes."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(
+        "import socket\n"
+        "def _deny(self, address, *a, **k):\n"
+        "    raise OSError(f'network disabled: {address!r}')\n"
+        "socket.socket.connect = _deny\n"
+    )
+    env = {"PYTHONPATH": str(guard), "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", **CLEAN_ENV}
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        proc = run_cli("build", "--config", str(EXAMPLES / "abalone.yaml"), "--target", "all", "--out", str(out), env=env)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert outputs[0] == outputs[1]
+    files = outputs[0]
+    assert STATE_MACHINE_FILE in files and PIPELINE_FILE in files and "manifest.json" in files
+    manifest = json.loads(files["manifest.json"])
+    for asset in manifest["assets"]:
+        assert asset["sha256"][:16] in asset["key"], "asset keys are content-addressed"
+        assert f"assets/{asset['key']}" in files
+
+
+def _all_steps(steps):
+    for step in steps:
+        yield step
+        if step["Type"] == "Condition":
+            yield from _all_steps(step["Arguments"]["IfSteps"])
+            yield from _all_steps(step["Arguments"]["ElseSteps"])
+
+
+@pytest.mark.parametrize("name", ["abalone", "quickstart"])
+def test_sagemaker_pipeline_has_every_kind(rendered, name):
+    definition = json.loads(rendered[name][PIPELINE_FILE])
+    types = {s["Type"] for s in _all_steps(definition["Steps"])}
+    assert {"Processing", "Training", "Model", "RegisterModel", "Transform", "Lambda", "Condition", "Fail"} <= types
+    for p in definition["Parameters"]:
+        assert "DefaultValue" in p, f"parameter {p['Name']} has no default; the pipeline could not be scheduled"
+
+
+def test_pytorch_pipeline_uses_script_mode_without_uploads(rendered):
+    definition = json.loads(rendered["bsm_pytorch"][PIPELINE_FILE])
+    train = next(s for s in definition["Steps"] if s["Name"] == "train")
+    hps = train["Arguments"]["HyperParameters"]
+    for key in ("batch_size", "max_epochs", "lr", "tokenizer_choice", "model_class"):
+        assert key in hps
+    assert hps["sagemaker_program"] == '"train_pytorch.py"'
+    assert re.match(r'^"s3://mlpipe-bsm-123456789012/bsm/assets/[0-9a-f]{16}/sourcedir.tar.gz"$',
+                    hps["sagemaker_submit_directory"])
+    assert train["Arguments"]["CheckpointConfig"]["S3Uri"] == "s3://mlpipe-bsm-123456789012/bsm/checkpoints"
+    model = next(s for s in _all_steps(definition["Steps"]) if s["Type"] == "Model")
+    assert model["Arguments"]["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+# --- job names ------------------------------------------------------------------------------
+
+JOB_NAME_FIELDS = ("ProcessingJobName.$", "TrainingJobName.$", "TransformJobName.$")
+
+
+def _job_name_exprs(asl):
+    for name, state in asl["States"].items():
+        for field in JOB_NAME_FIELDS:
+            if field in state.get("Parameters", {}):
+                yield name, state["Parameters"][field]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_job_names_are_valid_unique_per_execution_and_per_retry(rendered, name):
+    asl = json.loads(rendered[name][STATE_MACHINE_FILE])
+    exprs = list(_job_name_exprs(asl))
+    assert exprs, "every SageMaker job gets a name computed from the execution"
+    resolve = asl["States"]["resolve-parameters"]["Parameters"]["run"]
+    executions = ["a", "x" * 80, "weekly-2026-11-23T03_00_00Z", "retrain:événement_名前", "manual-1", "manual-2"]
+    seen = set()
+    for execution in executions:
+        context = {"Execution": {"Name": execution}}
+        data = {"run": {"execution": execution, "hash": evaluate(resolve["hash.$"], {}, context)}}
+        for state, expr in exprs:
+            for retry in range(3):
+                job = evaluate(expr, data, {**context, "State": {"RetryCount": retry}})
+                assert re.fullmatch(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}", job), (state, job)
+                assert job not in seen, f"{job} would be reused"
+                seen.add(job)
+
+
+# --- parity ---------------------------------------------------------------------------------
+
+def _norm(value, stage_ids):
+    """Reduce an ASL path or a SageMaker property reference to the spec's notation."""
+    if isinstance(value, dict) and "Get" in value:
+        ref = value["Get"]
+        if ref.startswith("Parameters."):
+            return "$" + ref.split(".", 1)[1]
+        m = re.match(r"Steps\.([a-z0-9-]+?)(?:-CreateModel)?\.(.*)$", ref)
+        step, prop = m.groups()
+        if prop.startswith("ProcessingOutputConfig"):
+            output = re.search(r"Outputs\['(\w+)'\]", prop).group(1)
+            return f"{step}.{output}"
+        return {"ModelArtifacts.S3ModelArtifacts": f"{step}.model", "ModelName": f"{step}.model_name"}[prop]
+    if isinstance(value, str) and value.startswith("$."):
+        parts = value.split(".")
+        if parts[1] == "parameters":
+            return "$" + parts[2]
+        if parts[1] == "stages":
+            return f"{stage_ids[parts[2]]}.{parts[3]}"
+    return value
+
+
+def _field(d, key):
+    return d[key + ".$"] if key + ".$" in d else d[key]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_targets_agree_stage_by_stage(rendered, name):
+    spec = load_spec(EXAMPLES / f"{name}.yaml", env=CLEAN_ENV)
+    ids = {s.name.replace("-", "_"): s.name for s in spec.stages}
+    asl = json.loads(rendered[name][STATE_MACHINE_FILE])["States"]
+    sm = {s["Name"]: s for s in _all_steps(json.loads(rendered[name][PIPELINE_FILE])["Steps"])}
+    checked = 0
+    for stage in spec.stages:
+        state = asl.get(stage.name)
+        if stage.kind in ("processing", "evaluation"):
+            a, b = state["Parameters"], sm[stage.name]["Arguments"]
+            ca, cb = a["ProcessingResources"]["ClusterConfig"], b["ProcessingResources"]["ClusterConfig"]
+            assert ca["InstanceType"] == cb["InstanceType"] == stage.instance.type
+            assert _norm(_field(ca, "InstanceCount"), ids) == _norm(cb["InstanceCount"], ids)
+            ins_a = {i["InputName"]: _norm(_field(i["S3Input"], "S3Uri"), ids) for i in a["ProcessingInputs"]}
+            ins_b = {i["InputName"]: _norm(i["S3Input"]["S3Uri"], ids) for i in b["ProcessingInputs"]}
+            assert ins_a == ins_b, stage.name
+            assert a["AppSpecification"].get("ContainerArguments") == b["AppSpecification"].get("ContainerArguments")
+            assert a["AppSpecification"]["ImageUri"] == b["AppSpecification"]["ImageUri"]
+        elif stage.kind == "training":
+            a, b = state["Parameters"], sm[stage.name]["Arguments"]
+            assert a["ResourceConfig"]["InstanceType"] == b["ResourceConfig"]["InstanceType"]
+            assert _norm(_field(a["ResourceConfig"], "InstanceCount"), ids) == _norm(b["ResourceConfig"]["InstanceCount"], ids)
+            chan_a = {c["ChannelName"]: _norm(_field(c["DataSource"]["S3DataSource"], "S3Uri"), ids) for c in a["InputDataConfig"]}
+            chan_b = {c["ChannelName"]: _norm(c["DataSource"]["S3DataSource"]["S3Uri"], ids) for c in b["InputDataConfig"]}
+            assert chan_a == chan_b == {k: str(v.stage + "." + v.output) for k, v in stage.inputs.items()}
+            hp_a = {k: v for k, v in a["HyperParameters"].items() if k != "sagemaker_job_name"}
+            hp_b = {k: v for k, v in b["HyperParameters"].items() if k != "sagemaker_job_name"}
+            assert hp_a == hp_b
+            assert a["AlgorithmSpecification"]["TrainingImage"] == b["AlgorithmSpecification"]["TrainingImage"]
+        elif stage.kind == "transform":
+            a, b = state["Parameters"], sm[stage.name]["Arguments"]
+            assert a["TransformResources"]["InstanceType"] == b["TransformResources"]["InstanceType"]
+            assert _norm(_field(a["TransformInput"]["DataSource"]["S3DataSource"], "S3Uri"), ids) == \
+                _norm(b["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"], ids)
+            assert _norm(_field(a, "ModelName"), ids) == _norm(b["ModelName"], ids)
+        elif stage.kind == "lambda":
+            a, b = state["Parameters"], sm[stage.name]
+            assert a["FunctionName"] == b["FunctionArn"]
+            assert {k[:-2] for k in a["Payload"]} - {"execution_id"} == set(b["Arguments"])
+        elif stage.kind == "model":
+            a = state["Parameters"]["PrimaryContainer"]
+            b = sm[f"{stage.name}-CreateModel"]["Arguments"]["PrimaryContainer"]
+            assert a["Image"] == b["Image"]
+            assert _norm(_field(a, "ModelDataUrl"), ids) == _norm(b["ModelDataUrl"], ids)
+        elif stage.kind == "gate":
+            assert asl[stage.name]["Type"] == "Choice" and sm[stage.name]["Type"] == "Condition"
+            cond = sm[stage.name]["Arguments"]["Conditions"][0]
+            assert cond["RightValue"] == stage.threshold
+            assert cond["LeftValue"]["Std:JsonGet"]["Path"] == stage.json_path
+            assert asl[stage.name]["Choices"][0]["Variable"].endswith(stage.json_path)
+        else:
+            assert any(n == stage.name or n.startswith(stage.name + "-") for n in asl), stage.name
+            continue
+        checked += 1
+    assert checked >= 2
+
+
+# --- import hygiene -------------------------------------------------------------------------
+
+HEAVY = ("sagemaker", "stepfunctions")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = code + "\nimport sys, json\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_help_and_non_build_commands_do_not_import_the_sdks():
+    code = ("import contextlib, io\nfrom workflows import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        cli.main(['--help'])\n    except SystemExit:\n        pass\n"
+            "    for cmd in ('run', 'deploy', 'start', 'status', 'list', 'history', 'stop', 'schedule', 'graph',\n"
+            "                'describe', 'approve', 'reject', 'models', 'serve', 'lineage', 'iam-policy', 'export'):\n"
+            "        try:\n            cli.main([cmd, '--help'])\n        except SystemExit:\n            pass\n")
+    assert not (_loaded_after(code) & set(HEAVY))
+    graph = "from workflows import cli\ncli.main(['graph', '--config', 'config/examples/abalone.yaml'])"
+    assert not (_loaded_after(graph) & set(HEAVY))
+
+
+def test_only_renderer_modules_import_the_sdks():
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith((".venv", "tests/", "build/")) or "/." in rel:
+            continue
+        text = path.read_text()
+        if re.search(r"^\s*(from|import)\s+(sagemaker|stepfunctions)\b", text, re.M) and rel not in (
+                "workflows/sagemaker_renderer.py", "workflows/stepfunctions_renderer.py"):
+            offenders.append(rel)
+    assert not offenders
+
+
+# --- graph ----------------------------------------------------------------------------------
+
+def test_graph_formats(tmp_path):
+    proc = run_cli("graph", "--config", str(EXAMPLES / "abalone.yaml"))
+    assert proc.returncode == 0
+    assert "preprocess --> train" in proc.stdout and "evaluate_gate --> create_model" in proc.stdout
+    svg = tmp_path / "dag.svg"
+    assert run_cli("graph", "--config", str(EXAMPLES / "abalone.yaml"), "--format", "svg", "--out", str(svg)).returncode == 0
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(svg).getroot()
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "evaluate-gate" in texts and "mse <= 6" in texts
+    png = tmp_path / "dag.png"
+    assert run_cli("graph", "--config", str(EXAMPLES / "abalone.yaml"), "--format", "png", "--out", str(png)).returncode == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    proc = run_cli("graph", "--format", "png")
+    assert proc.returncode == 2 and "--out" in proc.stderr

@@ -1,0 +1,102 @@
+"""Config validation: the examples load, and every kind of bad input gets one clear message,
+naming the file and the field, with exit code 2 and no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import EXAMPLES, run_cli
+
+from config import ConfigError, load_config
+from steps.pipeline import build_spec
+
+
+@pytest.mark.parametrize("name", ["abalone.yaml", "bsm_pytorch.yaml", "quickstart.yaml"])
+def test_examples_load(name):
+    spec = build_spec(load_config(EXAMPLES / name))
+    assert spec.stages and all(s.name for s in spec.stages)
+
+
+def test_json_config_loads(tmp_path):
+    import json
+
+    doc = yaml.safe_load((EXAMPLES / "abalone.yaml").read_text())
+    path = tmp_path / "abalone.json"
+    path.write_text(json.dumps(doc))
+    assert build_spec(load_config(path)).fingerprint == build_spec(load_config(EXAMPLES / "abalone.yaml")).fingerprint
+
+
+def test_environment_overrides_aws_settings():
+    env = {"MLPIPE_AWS_BUCKET": "other-bucket", "MLPIPE_SAGEMAKER_ROLE_ARN": "arn:aws:iam::111122223333:role/sm",
+           "MLPIPE_AWS_REGION": "eu-west-1"}
+    config = load_config(EXAMPLES / "abalone.yaml", env=env)
+    assert config.aws.bucket == "other-bucket"
+    assert config.aws.region == "eu-west-1"
+    assert config.aws.roles.sagemaker == "arn:aws:iam::111122223333:role/sm"
+    spec = build_spec(config, env)
+    assert all(a.uri.startswith("s3://other-bucket/") for a in spec.assets)
+
+
+def _mutate(tmp_path: Path, change) -> Path:
+    doc = yaml.safe_load((EXAMPLES / "abalone.yaml").read_text())
+    change(doc)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _stage(doc, name):
+    return next(s for s in doc["stages"] if s["name"] == name)
+
+
+BAD = {
+    "unknown field": (lambda d: _stage(d, "train").update(learning_rat=0.1), "stages[1](train).learning_rat",
+                      "remove this field"),
+    "wrong type": (lambda d: _stage(d, "evaluate")["gate"].update(threshold="six"),
+                   "stages[2](evaluate).gate.threshold", "valid number"),
+    "missing required field": (lambda d: d["aws"].pop("bucket"), "aws.bucket", "add this required field"),
+    "malformed ARN": (lambda d: d["aws"].update(roles={"sagemaker": "arn:aws:iam::12:role/x"}),
+                      "aws.roles.sagemaker", "not an IAM role ARN"),
+    "malformed S3 URI": (lambda d: d["trigger"].update(s3_prefix="https://bucket/x"), "trigger.s3_prefix",
+                         "not an S3 URI"),
+    "unknown instance type": (lambda d: _stage(d, "train").update(instance_type="ml.m5.huge"),
+                              "stages[1](train).instance_type", "not a known SageMaker instance type"),
+    "bad schedule expression": (lambda d: d["schedule"].update(expression="every monday"), "schedule.expression",
+                                "not a schedule expression"),
+    "dangling reference": (lambda d: _stage(d, "train")["inputs"].update(train="prep.train"), "stages",
+                           "names no stage"),
+    "undeclared parameter": (lambda d: _stage(d, "train").update(instance_count="$Nope"), "stages",
+                             "names no declared parameter"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_is_one_clear_message(tmp_path, case):
+    change, field, text = BAD[case]
+    path = _mutate(tmp_path, change)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = err.value.render()
+    assert str(path) in message and field in message and text in message, message
+
+
+@pytest.mark.parametrize("case", ["unknown field", "malformed ARN", "bad schedule expression"])
+def test_bad_config_exits_2_without_traceback(tmp_path, case):
+    change, field, text = BAD[case]
+    path = _mutate(tmp_path, change)
+    proc = run_cli("build", "--config", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and field in proc.stderr and "fix:" in proc.stderr
+    assert not (tmp_path / "out").exists(), "a failed build must not leave files behind"
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("pipeline: [unclosed\n")
+    proc = run_cli("build", "--config", str(bad))
+    assert proc.returncode == 2 and "invalid YAML" in proc.stderr and str(bad) in proc.stderr
+    proc = run_cli("build", "--config", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2 and "file not found" in proc.stderr

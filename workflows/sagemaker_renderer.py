@@ -1,0 +1,336 @@
+"""Render a PipelineSpec as a SageMaker Pipeline definition with ``sagemaker.workflow``.
+
+This is the only module that imports the sagemaker SDK (v2; end of support July 2027), so
+moving to another SDK changes one file. Rendering is offline and deterministic:
+- the session has dummy credentials, an explicit SDK-config dict and a pre-resolved default
+  bucket, and every botocore call is refused, so no hidden STS/S3 call can slip in;
+- code is handed over as S3 URIs of content-addressed assets, so the SDK never uploads;
+- job names are left to SageMaker Pipelines (``pipelines-<execution>-<step>``), unique per run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from typing import Any
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+# The SDK narrates what it drops from definitions and how PipelineSession behaves; none of it
+# is news to our users, and build output must stay readable.
+logging.getLogger("sagemaker").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", module=r"sagemaker(\..*)?$")
+warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
+
+import boto3  # noqa: E402
+from sagemaker import image_uris  # noqa: E402
+from sagemaker.estimator import Estimator  # noqa: E402
+from sagemaker.inputs import TrainingInput  # noqa: E402
+from sagemaker.lambda_helper import Lambda  # noqa: E402
+from sagemaker.model import Model  # noqa: E402
+from sagemaker.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
+from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor  # noqa: E402
+from sagemaker.pytorch import PyTorch, PyTorchModel  # noqa: E402
+from sagemaker.sklearn.processing import SKLearnProcessor  # noqa: E402
+from sagemaker.transformer import Transformer  # noqa: E402
+from sagemaker.workflow import conditions as cond  # noqa: E402
+from sagemaker.workflow.condition_step import ConditionStep  # noqa: E402
+from sagemaker.workflow.execution_variables import ExecutionVariables  # noqa: E402
+from sagemaker.workflow.fail_step import FailStep  # noqa: E402
+from sagemaker.workflow.functions import Join, JsonGet  # noqa: E402
+from sagemaker.workflow.lambda_step import LambdaOutput, LambdaOutputTypeEnum, LambdaStep  # noqa: E402
+from sagemaker.workflow.model_step import ModelStep  # noqa: E402
+from sagemaker.workflow.parameters import (  # noqa: E402
+    ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString,
+)
+from sagemaker.workflow.pipeline import Pipeline  # noqa: E402
+from sagemaker.workflow.pipeline_context import PipelineSession  # noqa: E402
+from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig  # noqa: E402
+from sagemaker.workflow.properties import PropertyFile  # noqa: E402
+from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep  # noqa: E402
+
+from steps import naming  # noqa: E402
+from steps.spec import (  # noqa: E402
+    ApprovalStage, EndpointStage, EvaluationStage, GateStage, Image, LambdaStage, ModelStage,
+    OutputRef, ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage,
+    TransformStage,
+)
+from workflows.aws_names import lambda_arn, role_arn  # noqa: E402
+
+# A non-empty SDK-defaults dict: an empty one makes the Session read config files from disk or
+# S3, and TelemetryOptOut stops the estimator's telemetry call.
+_OFFLINE_SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+_PARAMETER_TYPES = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat,
+                    "Boolean": ParameterBoolean}
+_COMPARISONS = {"<=": cond.ConditionLessThanOrEqualTo, "<": cond.ConditionLessThan,
+                ">=": cond.ConditionGreaterThanOrEqualTo, ">": cond.ConditionGreaterThan}
+DEPLOYER_HANDLER = "lambda_handlers.deploy_endpoint.handler"
+
+
+class OfflineCallError(RuntimeError):
+    """The SDK tried to call AWS while rendering; rendering must stay offline."""
+
+
+def offline_session(spec: PipelineSpec) -> PipelineSession:
+    boto_session = boto3.Session(region_name=spec.region, aws_access_key_id="offline",
+                                 aws_secret_access_key="offline")
+
+    def refuse(event_name: str, **_: Any) -> None:
+        raise OfflineCallError(f"the sagemaker SDK attempted an AWS call while rendering: {event_name}")
+
+    boto_session.events.register("before-call.*.*", refuse)
+    session = PipelineSession(boto_session=boto_session, default_bucket=spec.bucket,
+                              default_bucket_prefix=spec.prefix or None, sagemaker_config=_OFFLINE_SDK_CONFIG)
+    session._default_bucket = spec.bucket  # else default_bucket() probes S3 for the bucket
+    return session
+
+
+def image_uri(image: Image, region: str, instance_type: str) -> str:
+    """ECR image for a stage, from the SDK's bundled table (offline)."""
+    if image.kind == "algorithm":
+        return image_uris.retrieve(framework=image.name, region=region, version=image.version,
+                                   py_version="py3", instance_type=instance_type)
+    return image_uris.retrieve(framework=image.name, region=region, version=image.version,
+                               py_version=image.py_version or "py3", instance_type=instance_type,
+                               image_scope="training")
+
+
+def inference_image_uri(image: Image, region: str, instance_type: str) -> str:
+    if image.kind == "algorithm":
+        return image_uri(image, region, instance_type)
+    return image_uris.retrieve(framework=image.name, region=region, version=image.version,
+                               py_version=image.py_version or "py3", instance_type=instance_type,
+                               image_scope="inference")
+
+
+class _Renderer:
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self.session = offline_session(spec)
+        self.role = role_arn(spec, "sagemaker")
+        self.params = {p.name: _PARAMETER_TYPES[p.type](name=p.name, default_value=p.default)
+                       for p in spec.parameters}
+        self.steps: dict[str, Any] = {}
+        self.models: dict[str, Model] = {}
+        self.property_files: dict[str, PropertyFile] = {}
+
+    # --- references ----------------------------------------------------------------------
+    def value(self, v: Any) -> Any:
+        if isinstance(v, ParamRef):
+            return self.params[v.name]
+        if isinstance(v, OutputRef):
+            return self.output(v)
+        return v
+
+    def output(self, ref: OutputRef) -> Any:
+        stage = self.spec.stage(ref.stage)
+        step = self.steps[ref.stage]
+        if isinstance(stage, (ProcessingStage, EvaluationStage)):
+            return step.properties.ProcessingOutputConfig.Outputs[ref.output].S3Output.S3Uri
+        if isinstance(stage, TrainingStage):
+            return step.properties.ModelArtifacts.S3ModelArtifacts
+        if isinstance(stage, ModelStage):
+            return step.properties.ModelName
+        if isinstance(stage, RegisterStage):
+            return step.properties.ModelPackageArn
+        if isinstance(stage, TransformStage):
+            return step.properties.TransformOutput.S3OutputPath
+        if isinstance(stage, (LambdaStage, EndpointStage)):
+            return step.properties.Outputs[ref.output]
+        raise TypeError(f"{ref!r} cannot be referenced in a SageMaker pipeline")
+
+    def run_uri(self, *parts: str) -> Join:
+        """s3://<bucket>/<prefix>/runs/<execution id>/<parts>: a fresh place for every run."""
+        return Join(on="/", values=[self.spec.s3_root, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+
+    def depends(self, stage: Stage) -> list[str]:
+        """Explicit ordering edges; edges to a gate or approval are its ConditionStep branch."""
+        return [d for d in stage.depends_on if self.spec.stage(d).kind not in _BRANCH_KINDS]
+
+    # --- one method per stage kind -------------------------------------------------------
+    def processing(self, s: ProcessingStage) -> ProcessingStep:
+        processor = SKLearnProcessor(
+            framework_version=s.image.version, instance_type=s.instance.type,
+            instance_count=self.value(s.instance.count), volume_size_in_gb=s.instance.volume_gb,
+            max_runtime_in_seconds=s.instance.max_runtime_seconds, role=self.role,
+            sagemaker_session=self.session, base_job_name=naming.job_prefix(self.spec.name, s.name),
+        )
+        args = processor.run(
+            code=s.code.uri,
+            inputs=[ProcessingInput(source=self.value(v), destination=f"/opt/ml/processing/input/{k}", input_name=k)
+                    for k, v in s.inputs.items()],
+            outputs=[ProcessingOutput(output_name=o, source=f"/opt/ml/processing/{o}",
+                                      destination=self.run_uri(s.name, o)) for o in s.outputs],
+            arguments=list(s.arguments) or None,
+        )
+        return ProcessingStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
+
+    def training(self, s: TrainingStage) -> TrainingStep:
+        common = dict(
+            instance_type=s.instance.type, instance_count=self.value(s.instance.count),
+            volume_size=s.instance.volume_gb, max_run=s.instance.max_runtime_seconds, role=self.role,
+            sagemaker_session=self.session, hyperparameters=dict(s.hyperparameters),
+            output_path=s.output_path or self.run_uri(s.name),
+            checkpoint_s3_uri=s.checkpoint_path, base_job_name=naming.job_prefix(self.spec.name, s.name),
+            disable_profiler=True, debugger_hook_config=False,
+        )
+        if s.image.kind == "algorithm":
+            estimator = Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
+        else:
+            estimator = PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
+                                framework_version=s.image.version, py_version=s.image.py_version, **common)
+        inputs = {k: TrainingInput(s3_data=self.value(v), content_type=s.content_type) for k, v in s.inputs.items()}
+        return TrainingStep(name=s.name, step_args=estimator.fit(inputs=inputs), depends_on=self.depends(s) or None)
+
+    def evaluation(self, s: EvaluationStage) -> ProcessingStep:
+        processor = ScriptProcessor(
+            image_uri=image_uri(s.image, self.spec.region, s.instance.type), command=["python3"],
+            instance_type=s.instance.type, instance_count=self.value(s.instance.count),
+            volume_size_in_gb=s.instance.volume_gb, max_runtime_in_seconds=s.instance.max_runtime_seconds,
+            role=self.role, sagemaker_session=self.session,
+            base_job_name=naming.job_prefix(self.spec.name, s.name),
+        )
+        report = PropertyFile(name=f"{s.name}-report", output_name="evaluation", path="evaluation.json")
+        self.property_files[s.name] = report
+        args = processor.run(
+            code=s.code.uri,
+            inputs=[ProcessingInput(source=self.value(s.inputs["model"]), destination="/opt/ml/processing/model",
+                                    input_name="model"),
+                    ProcessingInput(source=self.value(s.inputs["test"]), destination="/opt/ml/processing/test",
+                                    input_name="test")],
+            outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation",
+                                      destination=self.run_uri(s.name, "evaluation"))],
+            arguments=["--problem-type", s.problem_type],
+        )
+        return ProcessingStep(name=s.name, step_args=args, property_files=[report],
+                              depends_on=self.depends(s) or None)
+
+    def model_for(self, s: Stage, model_data_ref: OutputRef, image: Image, instance_type: str) -> Model:
+        training = self.spec.stage(model_data_ref.stage)
+        model_data = self.value(model_data_ref)
+        if image.kind == "algorithm":
+            return Model(image_uri=inference_image_uri(image, self.spec.region, instance_type),
+                         model_data=model_data, role=self.role, sagemaker_session=self.session,
+                         name=naming.safe_name(self.spec.name, s.name, limit=63))
+        # The training script puts code/inference.py inside model.tar.gz, so no repack step runs.
+        return PyTorchModel(model_data=model_data, framework_version=training.image.version,
+                            py_version=training.image.py_version, role=self.role, sagemaker_session=self.session,
+                            name=naming.safe_name(self.spec.name, s.name, limit=63),
+                            env={"SAGEMAKER_PROGRAM": "inference.py",
+                                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"})
+
+    def model(self, s: ModelStage) -> ModelStep:
+        model = self.model_for(s, s.inputs["model_data"], s.image, s.instance.type)
+        self.models[s.name] = model
+        return ModelStep(name=s.name, step_args=model.create(instance_type=s.instance.type),
+                         depends_on=self.depends(s) or None)
+
+    def register(self, s: RegisterStage) -> ModelStep:
+        model = self.models[s.inputs["model"].stage]
+        metrics = None
+        if "metrics" in s.inputs:
+            metrics = ModelMetrics(model_statistics=MetricsSource(
+                s3_uri=Join(on="/", values=[self.value(s.inputs["metrics"]), "evaluation.json"]),
+                content_type="application/json"))
+        args = model.register(
+            content_types=list(s.content_types), response_types=list(s.response_types),
+            inference_instances=list(s.inference_instances), transform_instances=list(s.transform_instances),
+            model_package_group_name=s.model_package_group, approval_status=self.value(s.inputs["approval_status"]),
+            model_metrics=metrics,
+        )
+        return ModelStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
+
+    def transform(self, s: TransformStage) -> TransformStep:
+        transformer = Transformer(
+            model_name=self.value(s.inputs["model"]), instance_type=s.instance.type,
+            instance_count=self.value(s.instance.count), output_path=self.run_uri(s.name),
+            accept=s.content_type, assemble_with="Line", sagemaker_session=self.session,
+            base_transform_job_name=naming.job_prefix(self.spec.name, s.name),
+        )
+        args = transformer.transform(data=self.value(s.inputs["data"]), content_type=s.content_type,
+                                     split_type="Line", join_source="Input")
+        return TransformStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
+
+    def lambda_(self, s: LambdaStage) -> LambdaStep:
+        return LambdaStep(
+            name=s.name,
+            lambda_func=Lambda(function_arn=lambda_arn(self.spec, s.function_name), session=self.session),
+            inputs={k: self.value(v) for k, v in s.inputs.items()},
+            outputs=[LambdaOutput(output_name=o, output_type=LambdaOutputTypeEnum.String) for o in s.outputs],
+            depends_on=self.depends(s) or None,
+        )
+
+    def endpoint(self, s: EndpointStage) -> LambdaStep:
+        """SageMaker Pipelines has no endpoint step: a deployer Lambda creates or updates it."""
+        return LambdaStep(
+            name=s.name,
+            lambda_func=Lambda(function_arn=lambda_arn(self.spec, naming.function_name(self.spec.name, s.name)),
+                               session=self.session),
+            inputs={"model_name": self.value(s.inputs["model"]), "endpoint_name": s.endpoint_name,
+                    "instance_type": s.instance.type, "instance_count": self.value(s.instance.count),
+                    "data_capture_percentage": s.sampling_percentage if s.data_capture else 0,
+                    "data_capture_uri": f"{self.spec.s3_root}/data-capture/{s.endpoint_name}"},
+            outputs=[LambdaOutput(output_name="endpoint_name", output_type=LambdaOutputTypeEnum.String)],
+            depends_on=self.depends(s) or None,
+        )
+
+    def approval(self, s: ApprovalStage, downstream: list[Any]) -> ConditionStep:
+        """The registry's approval status gates deployment: deploy now only if it is Approved;
+        otherwise approving the package later triggers the deployer through EventBridge."""
+        status = self.value(self.spec.stage(s.inputs["model_package"].stage).inputs["approval_status"]) \
+            if "model_package" in s.inputs else "PendingManualApproval"
+        return ConditionStep(name=s.name, conditions=[cond.ConditionEquals(left=status, right="Approved")],
+                             if_steps=downstream, else_steps=[], depends_on=self.depends(s) or None)
+
+    def gate(self, s: GateStage, downstream: list[Any]) -> ConditionStep:
+        evaluation = s.inputs["evaluation"].stage
+        metric = JsonGet(step_name=evaluation, property_file=self.property_files[evaluation], json_path=s.json_path)
+        fail = FailStep(name=f"{s.name}-failed", error_message=Join(on=" ", values=[
+            f"Quality gate failed: {s.metric} =", metric, f"is not {s.comparison} {s.threshold:g}"]))
+        return ConditionStep(name=s.name, conditions=[_COMPARISONS[s.comparison](left=metric, right=s.threshold)],
+                             if_steps=downstream, else_steps=[fail])
+
+    # --- assembly ------------------------------------------------------------------------
+    def render(self) -> Pipeline:
+        """Build steps in order. A gate or approval becomes a ConditionStep whose if-branch holds
+        every stage below it; an approval inside a gate becomes one of the gate's steps."""
+        top: list[Any] = []
+        branches: dict[str, list[Any]] = {}
+        owner: dict[str, str | None] = {}
+        for s in self.spec.stages:
+            parent = self._branch_of(s, owner)
+            owner[s.name] = parent
+            if s.kind in _BRANCH_KINDS:
+                branches[s.name] = []
+                continue
+            step = getattr(self, "lambda_" if s.kind == "lambda" else s.kind)(s)
+            self.steps[s.name] = step
+            (branches[parent] if parent else top).append(step)
+        for name in reversed(list(branches)):  # innermost first
+            stage = self.spec.stage(name)
+            build = self.gate if stage.kind == "gate" else self.approval
+            step = self.steps[name] = build(stage, branches[name])
+            (branches[owner[name]] if owner[name] else top).append(step)
+        return Pipeline(
+            name=naming.sagemaker_pipeline_name(self.spec.name),
+            parameters=list(self.params.values()),
+            steps=top,
+            sagemaker_session=self.session,
+            pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=False),
+        )
+
+    def _branch_of(self, stage: Stage, owner: dict[str, str | None]) -> str | None:
+        """The innermost gate/approval this stage sits under, if any."""
+        order = {s.name: i for i, s in enumerate(self.spec.stages)}
+        candidates = {u for u in stage.upstream if self.spec.stage(u).kind in _BRANCH_KINDS}
+        candidates |= {owner[u] for u in stage.upstream if owner.get(u)}
+        return max(candidates, key=order.__getitem__) if candidates else None
+
+
+_BRANCH_KINDS = ("gate", "approval")
+
+
+def render_pipeline(spec: PipelineSpec) -> dict[str, Any]:
+    """The pipeline definition as a dict (``mlpipe build`` writes it with sorted keys)."""
+    return json.loads(_Renderer(spec).render().definition())

@@ -1,0 +1,392 @@
+"""Render a PipelineSpec as an AWS Step Functions state machine with the ``stepfunctions`` SDK.
+
+The only module that imports ``stepfunctions`` (unmaintained; it pins the sagemaker v2 API).
+The SDK builds each state; what it cannot express (intrinsic functions, ResultSelector,
+Fail's ErrorPath/CausePath) is added in one place, ``finalize()``: every dynamic value is
+handed to the SDK as an opaque marker string and rewritten there to a ``"Key.$"`` field.
+
+State data layout:
+    $.parameters   pipeline parameters: declared defaults merged with the execution input
+    $.run          {"execution": $$.Execution.Name, "hash": MD5 of it (32 hex chars)}
+    $.stages.<id>  each stage's trimmed result (ResultSelector), e.g. $.stages.train.model
+    $.error        the error a Catch caught, read by the Fail state
+
+Job names: ``<pipeline>-<stage>-<md5(execution name)>-<retry count>``, computed inside the state
+machine with States.Format, at most 63 characters of [a-z0-9-]. The hash makes two executions
+(scheduled ones too) differ; ``$$.State.RetryCount`` makes a retry differ from its first attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+from sagemaker.estimator import Estimator  # noqa: E402
+from sagemaker.inputs import TrainingInput  # noqa: E402
+from sagemaker.model import Model  # noqa: E402
+from sagemaker.model_monitor import DataCaptureConfig  # noqa: E402
+from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor  # noqa: E402
+from sagemaker.pytorch import PyTorch, PyTorchModel  # noqa: E402
+from sagemaker.sklearn.processing import SKLearnProcessor  # noqa: E402
+from sagemaker.transformer import Transformer  # noqa: E402
+from stepfunctions.steps import (  # noqa: E402
+    Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, ModelStep,
+    Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep,
+)
+from stepfunctions.workflow import Workflow  # noqa: E402
+
+from steps import naming  # noqa: E402
+from steps.spec import (  # noqa: E402
+    ApprovalStage, EndpointStage, EvaluationStage, GateStage, LambdaStage, ModelStage, OutputRef,
+    ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage, TransformStage,
+)
+from workflows.aws_names import lambda_arn, role_arn, topic_arn  # noqa: E402
+from workflows.sagemaker_renderer import image_uri, inference_image_uri, offline_session  # noqa: E402
+
+HASH = "$.run.hash"
+RETRY = "$$.State.RetryCount"
+SAGEMAKER_RETRY_ATTEMPTS = 2          # keeps the retry count to one digit in job names
+CODE_DIR = "/opt/ml/processing/input/code"
+FAILED = "pipeline-failed"
+DONE = "pipeline-succeeded"
+APPROVAL_DECLINED = "Rejected"        # error name `mlpipe reject` sends; caught, ends the run cleanly
+
+_MARK = re.compile(r"^<<ASL:(.*)>>$", re.S)
+
+
+def dyn(expr: str) -> str:
+    """An ASL path or intrinsic, smuggled through the SDK as a string; see finalize()."""
+    return f"<<ASL:{expr}>>"
+
+
+def fmt(template: str, *args: str) -> str:
+    """States.Format with a literal template (quotes and braces in it escaped)."""
+    literal = template.replace("\\", "\\\\").replace("'", "\\'")
+    return f"States.Format('{literal}', {', '.join(args)})" if args else f"'{literal}'"
+
+
+def state_id(stage_name: str) -> str:
+    return stage_name.replace("-", "_")
+
+
+def job_name(spec: PipelineSpec, stage: str) -> str:
+    prefix = naming.job_prefix(spec.name, stage)
+    return dyn(fmt(prefix + "-{}-{}", HASH, RETRY))
+
+
+def run_name(spec: PipelineSpec, stage: str) -> str:
+    """A per-execution name (no retry part) that later states can recompute, e.g. a model."""
+    return dyn(fmt(naming.job_prefix(spec.name, stage) + "-{}", HASH))
+
+
+class _Renderer:
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self.session = offline_session(spec)
+        self.role = role_arn(spec, "sagemaker")
+        self.failed = Fail(FAILED, comment="A stage failed; the error and cause come from its Catch.")
+        self.selectors: dict[str, dict[str, str]] = {}
+        self.patches: dict[str, dict[str, Any]] = {
+            FAILED: {"ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        }
+
+    # --- references ----------------------------------------------------------------------
+    def path(self, v: Any) -> Any:
+        """A spec value as an ASL value: parameters and stage outputs become markers."""
+        if isinstance(v, ParamRef):
+            return dyn(f"$.parameters.{v.name}")
+        if isinstance(v, OutputRef):
+            return dyn(f"$.stages.{state_id(v.stage)}.{v.output}")
+        return v
+
+    def run_uri(self, *parts: str) -> str:
+        return dyn(fmt(f"{self.spec.s3_root}/runs/{{}}/{'/'.join(parts)}", "$.run.execution"))
+
+    def result_path(self, stage: Stage) -> str:
+        return f"$.stages.{state_id(stage.name)}"
+
+    def guard(self, task, stage: Stage, selector: dict[str, str] | None, sagemaker_job: bool = False):
+        if selector is not None:
+            self.selectors[task.state_id] = selector
+        if sagemaker_job:
+            # API errors (throttling, capacity) are retried; the new attempt gets a new job name.
+            task.add_retry(Retry(error_equals=["SageMaker.AmazonSageMakerException"], interval_seconds=30,
+                                 max_attempts=SAGEMAKER_RETRY_ATTEMPTS, backoff_rate=2.0))
+        task.add_catch(Catch(error_equals=["States.ALL"], next_step=self.failed, result_path="$.error"))
+        return task
+
+    # --- one method per stage kind; each returns the states of that stage, in order ------
+    def processing(self, s: ProcessingStage) -> list:
+        processor = SKLearnProcessor(
+            framework_version=s.image.version, instance_type=s.instance.type,
+            instance_count=self.path(s.instance.count), volume_size_in_gb=s.instance.volume_gb,
+            max_runtime_in_seconds=s.instance.max_runtime_seconds, role=self.role,
+            sagemaker_session=self.session)
+        return [self._processing_job(s, processor, {k: v for k, v in s.inputs.items()}, list(s.outputs),
+                                     list(s.arguments))]
+
+    def evaluation(self, s: EvaluationStage) -> list:
+        processor = ScriptProcessor(
+            image_uri=image_uri(s.image, self.spec.region, s.instance.type), command=["python3"],
+            instance_type=s.instance.type, instance_count=self.path(s.instance.count),
+            volume_size_in_gb=s.instance.volume_gb, max_runtime_in_seconds=s.instance.max_runtime_seconds,
+            role=self.role, sagemaker_session=self.session)
+        return [self._processing_job(s, processor, dict(s.inputs), ["evaluation"],
+                                     ["--problem-type", s.problem_type])]
+
+    def _processing_job(self, s: Stage, processor, inputs: dict, outputs: list[str], arguments: list[str]):
+        destinations = {"model": "/opt/ml/processing/model", "test": "/opt/ml/processing/test"}
+        step = ProcessingStep(
+            s.name, processor=processor, job_name=job_name(self.spec, s.name),
+            inputs=[ProcessingInput(source=self.path(v), input_name=k,
+                                    destination=destinations.get(k, f"/opt/ml/processing/input/{k}")
+                                    if s.kind == "evaluation" else f"/opt/ml/processing/input/{k}")
+                    for k, v in inputs.items()]
+            + [ProcessingInput(source=s.code.uri, destination=CODE_DIR, input_name="code")],
+            outputs=[ProcessingOutput(output_name=o, source=f"/opt/ml/processing/{o}",
+                                      destination=self.run_uri(s.name, o)) for o in outputs],
+            container_entrypoint=["python3", f"{CODE_DIR}/{s.code.name}"],
+            container_arguments=arguments or None,
+            result_path=self.result_path(s),
+        )
+        selector = {"job_name.$": "$.ProcessingJobName"}
+        selector.update({f"{o}.$": f"$.ProcessingOutputConfig.Outputs[{i}].S3Output.S3Uri"
+                         for i, o in enumerate(outputs)})
+        return self.guard(step, s, selector, sagemaker_job=True)
+
+    def training(self, s: TrainingStage) -> list:
+        common = dict(
+            instance_type=s.instance.type, instance_count=self.path(s.instance.count),
+            volume_size=s.instance.volume_gb, max_run=s.instance.max_runtime_seconds, role=self.role,
+            sagemaker_session=self.session, output_path=s.output_path or self.run_uri(s.name),
+            checkpoint_s3_uri=s.checkpoint_path, disable_profiler=True, debugger_hook_config=False,
+        )
+        hyperparameters = dict(s.hyperparameters)
+        if s.image.kind == "algorithm":
+            estimator = Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
+        else:
+            estimator = PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
+                                framework_version=s.image.version, py_version=s.image.py_version, **common)
+            # The SDK would put a timestamped job name here; the real one is only known at run time.
+            hyperparameters["sagemaker_job_name"] = json.dumps(naming.job_prefix(self.spec.name, s.name))
+        step = TrainingStep(
+            s.name, estimator=estimator, job_name=job_name(self.spec, s.name),
+            data={k: TrainingInput(self.path(v), content_type=s.content_type) for k, v in s.inputs.items()},
+            hyperparameters=hyperparameters, result_path=self.result_path(s),
+        )
+        return [self.guard(step, s, {"job_name.$": "$.TrainingJobName",
+                                     "model.$": "$.ModelArtifacts.S3ModelArtifacts"}, sagemaker_job=True)]
+
+    def gate(self, s: GateStage) -> list:
+        """Read evaluation.json with the S3 SDK integration (no Lambda), then compare."""
+        evaluation = s.inputs["evaluation"].stage
+        key = f"{self.spec.prefix}/runs/{{}}/{evaluation}/evaluation/evaluation.json".lstrip("/")
+        read = Task(f"{s.name}-read", resource="arn:aws:states:::aws-sdk:s3:getObject",
+                    parameters={"Bucket": self.spec.bucket, "Key": dyn(fmt(key, "$.run.execution"))},
+                    result_path=self.result_path(s))
+        self.guard(read, s, {"metrics.$": "States.StringToJson($.Body)"})
+        value = f"{self.result_path(s)}.metrics.{s.json_path}"
+        fail = Fail(f"{s.name}-failed", error="QualityGateFailed")
+        self.patches[fail.state_id] = {"CausePath": fmt(
+            f"Quality gate failed: {s.metric} = {{}} is not {s.comparison} {s.threshold:g}", value)}
+        rule = {"<=": ChoiceRule.NumericLessThanEquals, "<": ChoiceRule.NumericLessThan,
+                ">=": ChoiceRule.NumericGreaterThanEquals, ">": ChoiceRule.NumericGreaterThan}[s.comparison]
+        choice = Choice(s.name, comment=f"quality gate: {s.describe()}")
+        choice.default_choice(fail)
+        self._gate_rules[choice.state_id] = rule(variable=value, value=s.threshold)
+        return [read, choice]
+
+    def model(self, s: ModelStage) -> list:
+        training = self.spec.stage(s.inputs["model_data"].stage)
+        model_data = self.path(s.inputs["model_data"])
+        if s.image.kind == "algorithm":
+            model = Model(image_uri=inference_image_uri(s.image, self.spec.region, s.instance.type),
+                          model_data=model_data, role=self.role, sagemaker_session=self.session)
+        else:
+            model = PyTorchModel(model_data=model_data, framework_version=training.image.version,
+                                 py_version=training.image.py_version, role=self.role,
+                                 sagemaker_session=self.session,
+                                 env={"SAGEMAKER_PROGRAM": "inference.py",
+                                      "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+                                 image_uri=inference_image_uri(s.image, self.spec.region, s.instance.type))
+        step = ModelStep(s.name, model=model, model_name=run_name(self.spec, s.name),
+                         instance_type=s.instance.type, result_path=self.result_path(s))
+        # CreateModel returns only the ARN; the name is its last path segment.
+        return [self.guard(step, s, {"model_name.$": "States.ArrayGetItem(States.StringSplit($.ModelArn, '/'), 1)"})]
+
+    def register(self, s: RegisterStage) -> list:
+        model_stage = self.spec.stage(s.inputs["model"].stage)
+        parameters: dict[str, Any] = {
+            "ModelPackageGroupName": s.model_package_group,
+            "ModelPackageDescription": dyn(fmt(f"{self.spec.name} model from execution {{}}", "$.run.execution")),
+            "ModelApprovalStatus": self.path(s.inputs["approval_status"]),
+            "InferenceSpecification": {
+                "Containers": [{"Image": inference_image_uri(s.image, self.spec.region, model_stage.instance.type),
+                                "ModelDataUrl": self.path(s.inputs["model_data"])}],
+                "SupportedContentTypes": list(s.content_types),
+                "SupportedResponseMIMETypes": list(s.response_types),
+                "SupportedRealtimeInferenceInstanceTypes": list(s.inference_instances),
+                "SupportedTransformInstanceTypes": list(s.transform_instances),
+            },
+        }
+        if "metrics" in s.inputs:
+            metrics = s.inputs["metrics"].stage
+            parameters["ModelMetrics"] = {"ModelQuality": {"Statistics": {
+                "ContentType": "application/json",
+                "S3Uri": self.run_uri(metrics, "evaluation", "evaluation.json")}}}
+        task = Task(s.name, resource="arn:aws:states:::aws-sdk:sagemaker:createModelPackage",
+                    parameters=parameters, result_path=self.result_path(s))
+        return [self.guard(task, s, {"model_package_arn.$": "$.ModelPackageArn"})]
+
+    def approval(self, s: ApprovalStage) -> list:
+        """Publish what is to be approved, with the task token, and wait for `mlpipe approve`."""
+        parts, args = [f"Approval needed for pipeline {self.spec.name}, execution {{}}."], ["$.run.execution"]
+        if "model_package" in s.inputs:
+            parts.append("Model package: {}.")
+            args.append(f"$.stages.{state_id(s.inputs['model_package'].stage)}.model_package_arn")
+        gate = next((g for g in self.spec.stages if g.kind == "gate"), None)
+        if gate is not None:
+            parts.append(f"{gate.metric} = {{}} (gate: {gate.describe()}).")
+            args.append(f"$.stages.{state_id(gate.name)}.metrics.{gate.json_path}")
+        parts.append(f"Approve: mlpipe approve {{}} --config <config>   "
+                     f"Reject: mlpipe reject {{}} --reason ... (times out after {s.timeout_seconds}s)")
+        args += ["$.run.execution", "$.run.execution"]
+        task = Task(s.name, resource="arn:aws:states:::sns:publish.waitForTaskToken", timeout_seconds=s.timeout_seconds,
+                    parameters={
+                        "TopicArn": topic_arn(self.spec),
+                        "Subject": f"mlpipe: approve the new {self.spec.name} model?",
+                        "Message": dyn(fmt(" ".join(parts), *args)),
+                        "MessageAttributes": {"TaskToken": {"DataType": "String", "StringValue": dyn("$$.Task.Token")}},
+                    }, result_path=self.result_path(s))
+        declined = Succeed(f"{s.name}-declined", comment="Rejected or timed out: the run ends without deploying.")
+        task.add_catch(Catch(error_equals=[APPROVAL_DECLINED, "States.Timeout"], next_step=declined,
+                             result_path="$.approval_error"))
+        return [self.guard(task, s, {"decision.$": "$.decision"})]
+
+    def endpoint(self, s: EndpointStage) -> list:
+        """EndpointConfig (with data capture), then create the endpoint or update it in place."""
+        config_name = run_name(self.spec, f"{s.name}-cfg")
+        capture = DataCaptureConfig(enable_capture=s.data_capture, sampling_percentage=s.sampling_percentage,
+                                    destination_s3_uri=f"{self.spec.s3_root}/data-capture/{s.endpoint_name}",
+                                    sagemaker_session=self.session) if s.data_capture else None
+        cfg = EndpointConfigStep(f"{s.name}-config", endpoint_config_name=config_name,
+                                 model_name=self.path(s.inputs["model"]),
+                                 initial_instance_count=self.path(s.instance.count),
+                                 instance_type=s.instance.type, data_capture_config=capture,
+                                 result_path=f"$.stages.{state_id(s.name)}_config")
+        self.guard(cfg, s, {"endpoint_config_arn.$": "$.EndpointConfigArn"})
+        find = Task(f"{s.name}-find", resource="arn:aws:states:::aws-sdk:sagemaker:listEndpoints",
+                    parameters={"NameContains": s.endpoint_name, "MaxResults": 100},
+                    result_path=f"$.stages.{state_id(s.name)}_existing")
+        self.guard(find, s, {"names.$": "$.Endpoints[*].EndpointName"})
+        exists = Pass(f"{s.name}-exists", parameters={
+            "exists": dyn(f"States.ArrayContains($.stages.{state_id(s.name)}_existing.names, '{s.endpoint_name}')")},
+            result_path=f"$.stages.{state_id(s.name)}_existing")
+        create = EndpointStep(f"{s.name}-create", endpoint_name=s.endpoint_name, endpoint_config_name=config_name,
+                              result_path=self.result_path(s))
+        update = EndpointStep(f"{s.name}-update", endpoint_name=s.endpoint_name, endpoint_config_name=config_name,
+                              update=True, result_path=self.result_path(s))
+        for t in (create, update):
+            self.guard(t, s, {"endpoint_arn.$": "$.EndpointArn"})
+        choice = Choice(f"{s.name}-exists?")
+        choice.add_choice(ChoiceRule.BooleanEquals(f"$.stages.{state_id(s.name)}_existing.exists", True), update)
+        choice.default_choice(create)
+        join = Pass(f"{s.name}-done", parameters={"endpoint_name": s.endpoint_name}, result_path=self.result_path(s))
+        create.next(join)
+        update.next(join)
+        self._joins[choice.state_id] = join
+        return [cfg, find, exists, choice]
+
+    def transform(self, s: TransformStage) -> list:
+        transformer = Transformer(model_name=self.path(s.inputs["model"]), instance_type=s.instance.type,
+                                  instance_count=self.path(s.instance.count), output_path=self.run_uri(s.name),
+                                  accept=s.content_type, assemble_with="Line", sagemaker_session=self.session)
+        step = TransformStep(s.name, transformer=transformer, job_name=job_name(self.spec, s.name),
+                             model_name=self.path(s.inputs["model"]), data=self.path(s.inputs["data"]),
+                             content_type=s.content_type, split_type="Line", join_source="Input",
+                             result_path=self.result_path(s))
+        return [self.guard(step, s, {"job_name.$": "$.TransformJobName",
+                                     "predictions.$": "$.TransformOutput.S3OutputPath"}, sagemaker_job=True)]
+
+    def lambda_(self, s: LambdaStage) -> list:
+        payload = {k: self.path(v) for k, v in s.inputs.items()}
+        payload["execution_id"] = dyn("$.run.execution")
+        step = LambdaStep(s.name, parameters={"FunctionName": lambda_arn(self.spec, s.function_name),
+                                              "Payload": payload}, result_path=self.result_path(s))
+        step.add_retry(Retry(error_equals=["Lambda.ServiceException", "Lambda.AWSLambdaException",
+                                           "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
+                             interval_seconds=2, max_attempts=3, backoff_rate=2.0))
+        return [self.guard(step, s, {"result.$": "$.Payload"})]
+
+    # --- assembly ------------------------------------------------------------------------
+    def graph(self):
+        self._gate_rules: dict[str, Any] = {}
+        self._joins: dict[str, Pass] = {}
+        defaults = {p.name: p.default for p in self.spec.parameters}
+        states: list = [
+            Pass("initialize", comment="Keep the execution input beside the declared parameter defaults.",
+                 parameters={"defaults": defaults, "input": dyn("$")}),
+            Pass("resolve-parameters", comment="Execution input overrides defaults; the run hash names jobs.",
+                 parameters={"parameters": dyn("States.JsonMerge($.defaults, $.input, false)"),
+                             "run": {"execution": dyn("$$.Execution.Name"),
+                                     "hash": dyn("States.Hash($$.Execution.Name, 'MD5')")},
+                             "stages": {}}),
+        ]
+        for stage in self.spec.stages:
+            states += getattr(self, "lambda_" if stage.kind == "lambda" else stage.kind)(stage)
+        states.append(Succeed(DONE))
+        # Link states in order. A gate's Choice sends its passing rule to the next state; an
+        # endpoint's create/update branches meet at its join state, which continues.
+        for st, nxt in zip(states, states[1:]):
+            if isinstance(st, Choice):
+                if st.state_id in self._gate_rules:
+                    st.add_choice(self._gate_rules[st.state_id], nxt)
+                else:
+                    self._joins[st.state_id].next(nxt)
+            else:
+                st.next(nxt)
+        return states[0]
+
+
+def finalize(asl: dict[str, Any], selectors: dict[str, dict[str, str]], patches: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The single place where SDK output is completed with what the SDK cannot express."""
+    for name, state in asl["States"].items():
+        for field in ("Parameters", "Result"):
+            if field in state:
+                state[field] = _rewrite(state[field])
+        if name in selectors:
+            state["ResultSelector"] = selectors[name]
+        state.update(patches.get(name, {}))
+    leftover = re.findall(r"<<ASL:[^>]*>>", json.dumps(asl))
+    if leftover:
+        raise ValueError(f"dynamic values the renderer could not place: {leftover}")
+    return asl
+
+
+def _rewrite(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            m = _MARK.match(v) if isinstance(v, str) else None
+            if m:
+                out[f"{k}.$"] = m.group(1)
+            else:
+                out[k] = _rewrite(v)
+        return out
+    if isinstance(node, list):
+        return [_rewrite(v) for v in node]
+    return node
+
+
+def render_state_machine(spec: PipelineSpec) -> dict[str, Any]:
+    renderer = _Renderer(spec)
+    start = renderer.graph()
+    workflow = Workflow(name=naming.state_machine_name(spec.name), definition=Chain([start]),
+                        role=role_arn(spec, "stepfunctions"), client=renderer.session.boto_session.client("stepfunctions"))
+    asl = json.loads(workflow.definition.to_json())
+    asl["Comment"] = f"mlpipe pipeline {spec.name}: {spec.description}".strip().rstrip(":")
+    return finalize(asl, renderer.selectors, renderer.patches)
