@@ -44,9 +44,17 @@ def _gate_later_stages(stages: list[Stage]) -> list[Stage]:
 
 def _toposort(stages: list[Stage], source: str | None) -> tuple[Stage, ...]:
     """Dependency order; among ready stages the one declared first goes first, so the
-    linear renderings (Step Functions, the local runner) follow the config's own order."""
+    linear renderings (Step Functions, the local runner) follow the config's own order.
+    Stages that wait on a manual approval go last: a person's answer (or a rejection, which
+    ends the run) must not hold back or skip the stages that do not need it."""
     order = {s.name: i for i, s in enumerate(stages)}
     waiting = {s.name: set(s.upstream) for s in stages}
+    held = {s.name for s in stages if s.kind == "approval"}
+    changed = True
+    while changed:  # everything downstream of an approval, to a fixed point
+        grown = held | {s.name for s in stages if held & set(s.upstream)}
+        changed, held = grown != held, grown
+    rank = {s.name: (s.name in held, order[s.name]) for s in stages}
     result: list[Stage] = []
     while waiting:
         ready = [name for name, ups in waiting.items() if not ups]
@@ -54,7 +62,7 @@ def _toposort(stages: list[Stage], source: str | None) -> tuple[Stage, ...]:
             cycle = " -> ".join(sorted(waiting))
             raise ConfigError(f"stages depend on each other in a cycle among: {cycle}", source=source,
                               field="stages", fix="remove one of the depends_on links")
-        name = min(ready, key=order.__getitem__)
+        name = min(ready, key=rank.__getitem__)
         del waiting[name]
         for ups in waiting.values():
             ups.discard(name)

@@ -1,0 +1,116 @@
+"""Benchmark: a whole `mlpipe run` against a plain single-process script doing the same
+preprocessing, training and evaluation, side by side in one run, on abalone and on 100x the
+abalone rows. Reports median wall time and peak memory (largest single process).
+
+Usage: .venv/bin/python bench/bench_local.py [--repeat N] [--write]
+Needs ../shared/data/abalone.csv. With --write, updates its section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ABALONE = ROOT.parent / "shared" / "data" / "abalone.csv"
+SECTION = "## Local run vs a plain script"
+TARGET_RATIO = 1.5
+
+MEASURE = (
+    "import resource, subprocess, sys, time, json\n"
+    "t = time.perf_counter()\n"
+    "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
+    "wall = time.perf_counter() - t\n"
+    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss_kb': rss, 'err': p.stderr[-2000:]}))\n"
+)
+
+
+def measure(cmd: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, cwd=ROOT)
+    result = json.loads(out.stdout)
+    if result["code"] != 0:
+        raise SystemExit(f"command failed: {' '.join(cmd)}\n{result['err']}")
+    return result
+
+
+def scenario(name: str, data: Path, repeat: int, tmp: Path) -> dict:
+    mlpipe = [sys.executable, "-m", "workflows.cli", "run", "--config", str(ROOT / "config/examples/abalone.yaml"),
+              "--input", str(data), "--target", "8", "--categorical", "0", "--no-header", "--no-cache",
+              "--runs-dir", str(tmp / "runs"), "--output", "json"]
+    baseline = [sys.executable, str(ROOT / "bench/baseline_pipeline.py"), str(data), str(tmp / "baseline")]
+    measure(baseline)  # warm the page cache and pyc files for both, then interleave
+    measure(mlpipe)
+    runs: dict[str, list[dict]] = {"baseline": [], "mlpipe": []}
+    for _ in range(repeat):
+        runs["baseline"].append(measure(baseline))
+        runs["mlpipe"].append(measure(mlpipe))
+    row = {"scenario": name, "rows": sum(1 for _ in open(data))}
+    for key, results in runs.items():
+        row[f"{key}_s"] = statistics.median(r["wall"] for r in results)
+        row[f"{key}_rss_mb"] = max(r["rss_kb"] for r in results) / 1024
+    row["ratio"] = row["mlpipe_s"] / row["baseline_s"]
+    return row
+
+
+def table(rows: list[dict], repeat: int) -> str:
+    lines = [
+        SECTION, "",
+        f"`python bench/bench_local.py --repeat {repeat}` on {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Median wall time of {repeat} interleaved "
+        "runs each; peak memory is the largest single process (`ru_maxrss` of the process tree).",
+        "The baseline (`bench/baseline_pipeline.py`) does preprocessing, training and evaluation in one process. "
+        "`mlpipe run` runs the whole abalone pipeline (10 stages: processing, training, evaluation, gate, model, "
+        "registry, approval, endpoint, batch transform, and the Lambda against the embedded moto server), each "
+        f"stage in its own process, without the cache (`--no-cache`). Target: ratio <= {TARGET_RATIO}.", "",
+        "| data | rows | baseline s | mlpipe run s | ratio | baseline peak MB | mlpipe peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['scenario']} | {r['rows']:,} | {r['baseline_s']:.2f} | {r['mlpipe_s']:.2f} | "
+                     f"{r['ratio']:.2f} | {r['baseline_rss_mb']:.0f} | {r['mlpipe_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured, not asserted: these are not timed tests.\n"
+    if SECTION in doc:
+        head, _, rest = doc.partition(SECTION)
+        tail = rest.split("\n## ", 1)
+        doc = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    path.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    args = parser.parse_args()
+    if not ABALONE.is_file():
+        raise SystemExit(f"{ABALONE} is missing; this benchmark measures on the real abalone data")
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        big = tmp / "abalone_x100.csv"
+        text = ABALONE.read_text()
+        big.write_text(text * 100)
+        rows = [scenario("abalone", ABALONE, args.repeat, tmp),
+                scenario("abalone x100", big, max(1, args.repeat // 2), tmp)]
+    text = table(rows, args.repeat)
+    print(text)
+    if args.write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

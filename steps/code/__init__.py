@@ -1,0 +1,1 @@
+"""Scripts that run inside the SageMaker containers (and unmodified in the local runner)."""

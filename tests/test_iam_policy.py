@@ -1,0 +1,96 @@
+"""`mlpipe iam-policy`: explicit actions only, PassRole conditioned, resources scoped, trust per role."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import run_cli  # noqa: E402
+
+EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
+PRINCIPALS = {"sagemaker": "sagemaker.amazonaws.com", "stepfunctions": "states.amazonaws.com",
+              "lambda": "lambda.amazonaws.com", "scheduler": "scheduler.amazonaws.com",
+              "events": "events.amazonaws.com"}
+
+
+@pytest.fixture(scope="module", params=EXAMPLES, ids=lambda p: p.stem)
+def printed(request):
+    proc = run_cli("iam-policy", "--config", str(request.param), "--target", "all", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _statements(entries):
+    for e in entries:
+        for name, doc in e["policies"].items():
+            for st in doc["Statement"]:
+                yield e, name, st
+
+
+def _list(v):
+    return [v] if isinstance(v, str) else list(v)
+
+
+def test_no_wildcard_actions(printed):
+    for e, name, st in _statements(printed):
+        for action in _list(st["Action"]):
+            assert "*" not in action and "?" not in action, (e["role"], name, action)
+            assert ":" in action
+
+
+def test_pass_role_only_for_the_sagemaker_role_and_conditioned(printed):
+    sagemaker_role = next(e["arn"] for e in printed if e["service"] == "sagemaker")
+    found = 0
+    for e, name, st in _statements(printed):
+        if "iam:PassRole" in _list(st["Action"]):
+            found += 1
+            assert _list(st["Action"]) == ["iam:PassRole"]
+            assert _list(st["Resource"]) == [sagemaker_role]
+            assert st["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert found >= 2
+
+
+def test_resources_are_scoped(printed):
+    star_ok = {"ecr:GetAuthorizationToken", "sagemaker:ListEndpoints", "cloudwatch:PutMetricData",
+               "logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
+               "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries",
+               "logs:PutResourcePolicy", "logs:UpdateLogDelivery"}
+    for e, name, st in _statements(printed):
+        if st["Resource"] == "*":
+            assert set(_list(st["Action"])) <= star_ok, (e["role"], st)
+        for arn in _list(st["Resource"]):
+            assert arn == "*" or arn.startswith("arn:"), arn
+            if ":sagemaker:" in arn and "-job/" in arn:
+                job = arn.rsplit("/", 1)[1]
+                assert job != "*" and job.endswith("-*"), arn
+
+
+def test_step_functions_role_follows_the_sync_integration_docs(printed):
+    sfn = next((e for e in printed if e["service"] == "stepfunctions"), None)
+    assert sfn is not None
+    actions = {a for doc in sfn["policies"].values() for st in doc["Statement"] for a in _list(st["Action"])}
+    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= actions
+    rules = {r for doc in sfn["policies"].values() for st in doc["Statement"]
+             if "events:PutRule" in _list(st["Action"]) for r in _list(st["Resource"])}
+    assert any(r.endswith("rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule") for r in rules)
+    assert any(r.endswith("rule/StepFunctionsGetEventsForSageMakerProcessingJobsRule") for r in rules)
+    assert {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"} <= actions
+
+
+def test_trust_policy_per_role(printed):
+    for e in printed:
+        (st,) = e["trust"]["Statement"]
+        assert st["Principal"] == {"Service": PRINCIPALS[e["service"]]} and st["Action"] == "sts:AssumeRole"
+
+
+def test_ssm_parameter_and_table_output():
+    proc = run_cli("iam-policy", "--config", str(ROOT / "config/examples/abalone.yaml"), "-t", "stepfunctions")
+    assert proc.returncode == 0, proc.stderr
+    assert "parameter/mlpipe/abalone/model-name" in proc.stdout
+    assert "# role mlpipe-abalone-stepfunctions" in proc.stdout

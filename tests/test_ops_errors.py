@@ -1,0 +1,148 @@
+"""Ops commands: clear exit-2 errors for bad input and unusable AWS, and no heavy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import run_cli  # noqa: E402
+from moto_server import moto_server, reset  # noqa: E402,F401
+
+CONFIG = str(ROOT / "config" / "examples" / "abalone.yaml")
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"
+
+
+@pytest.fixture
+def state_machine(moto_server):
+    """A bare state machine under the deployed name (deploy itself is tested elsewhere)."""
+    reset(moto_server)
+    sfn = boto3.client("stepfunctions", endpoint_url=moto_server, region_name="us-east-1")
+    sfn.create_state_machine(name="mlpipe-abalone", roleArn="arn:aws:iam::123456789012:role/x",
+                             definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Succeed"}}}))
+    return moto_server
+
+
+def _assert_user_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)
+
+
+def test_nothing_deployed(moto_server):
+    reset(moto_server)
+    for cmd in (["status"], ["list"], ["start"], ["history", "x"], ["stop", "x"]):
+        proc = run_cli("--endpoint-url", moto_server, *cmd, "--config", CONFIG)
+        _assert_user_error(proc, "nothing deployed yet", "mlpipe deploy")
+    proc = run_cli("--endpoint-url", moto_server, "status", "--config", CONFIG, "--target", "sagemaker")
+    _assert_user_error(proc, "nothing deployed yet", "SageMaker pipeline mlpipe-abalone")
+    proc = run_cli("--endpoint-url", moto_server, "schedule", "show", "--config", CONFIG)
+    _assert_user_error(proc, "no schedule")
+
+
+def test_unknown_execution(state_machine):
+    for cmd in ("status", "history", "stop"):
+        proc = run_cli("--endpoint-url", state_machine, cmd, "nope-123", "--config", CONFIG)
+        _assert_user_error(proc, "execution 'nope-123' not found", "mlpipe list")
+
+
+def test_no_executions_yet(state_machine):
+    proc = run_cli("--endpoint-url", state_machine, "status", "--config", CONFIG)
+    _assert_user_error(proc, "no executions")
+
+
+@pytest.mark.parametrize("param, needle", [
+    ("NoSuchParam=1", "unknown parameter 'NoSuchParam'"),
+    ("TrainingInstanceCount=two", "TrainingInstanceCount (Integer)"),
+    ("ModelApprovalStatus=Maybe", "not one of"),
+    ("novalue", "is not NAME=VALUE"),
+])
+def test_bad_params_send_nothing(state_machine, param, needle):
+    proc = run_cli("--endpoint-url", state_machine, "start", "--config", CONFIG, "--param", param)
+    _assert_user_error(proc, needle)
+    sfn = boto3.client("stepfunctions", endpoint_url=state_machine, region_name="us-east-1")
+    assert sfn.list_executions(stateMachineArn=SM_ARN)["executions"] == []
+
+
+def test_no_credentials(state_machine):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
+               AWS_REGION="us-east-1")
+    proc = subprocess.run([sys.executable, "-m", "workflows.cli", "--endpoint-url", state_machine, "status",
+                           "--config", CONFIG], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    _assert_user_error(proc, "no AWS credentials", "aws configure")
+
+
+def test_unreachable_endpoint():
+    proc = run_cli("--endpoint-url", "http://127.0.0.1:9", "status", "--config", CONFIG, "run-1",
+                   env={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"})
+    _assert_user_error(proc, "cannot reach the AWS endpoint", "--endpoint-url")
+
+
+def test_missing_config_file(moto_server):
+    proc = run_cli("--endpoint-url", moto_server, "status", "--config", "/nonexistent.yaml")
+    _assert_user_error(proc, "file not found")
+
+
+def test_ops_never_import_the_sdks(state_machine):
+    code = (
+        "import sys; from workflows.cli import main\n"
+        f"for argv in (['list'], ['status'], ['schedule', 'show'], ['history', 'x'], ['start', '--param', 'TrainingInstanceCount=1']):\n"
+        f"    main(['--endpoint-url', {state_machine!r}, *argv, '--config', {CONFIG!r}])\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'stepfunctions'))\n"
+        "assert not bad, bad\nprint('clean')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and "clean" in proc.stdout, proc.stderr
+
+
+def test_sagemaker_history_and_stop_with_stubber(tmp_path):
+    """moto implements neither ListPipelineExecutionSteps nor StopPipelineExecution."""
+    import argparse
+    from datetime import datetime, timezone
+
+    from botocore.stub import Stubber
+
+    from workflows import ops
+
+    sm = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlpipe-abalone/execution/abc123"
+    t0, t1 = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc)
+    described = {"PipelineExecutionArn": arn, "PipelineExecutionDisplayName": "run-1",
+                 "PipelineExecutionStatus": "Executing", "CreationTime": t0}
+    with Stubber(sm) as stub:
+        stub.add_response("describe_pipeline_execution", described, {"PipelineExecutionArn": arn})
+        stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
+            {"StepName": "preprocess", "StepStatus": "Succeeded", "StartTime": t0, "EndTime": t1,
+             "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/p"}}},
+            {"StepName": "train", "StepStatus": "Failed", "StartTime": t1, "EndTime": t1,
+             "FailureReason": "boom"}]},
+            {"PipelineExecutionArn": arn, "SortOrder": "Ascending", "MaxResults": 100})
+        stub.add_response("describe_pipeline_execution", described, {"PipelineExecutionArn": arn})
+        stub.add_response("stop_pipeline_execution", {"PipelineExecutionArn": arn},
+                          {"PipelineExecutionArn": arn})
+        args = argparse.Namespace(config=CONFIG, target="sagemaker", execution=arn, output="json",
+                                  endpoint_url=None, region="us-east-1", profile=None)
+        import io
+        from contextlib import redirect_stdout
+
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            assert ops.history(args, clients=lambda service: sm) == 0
+        out = json.loads(buf.getvalue())
+        assert [s["stage"] for s in out["stages"]] == ["preprocess", "train"]
+        assert out["stages"][0]["duration"] == "5m00s" and out["stages"][1]["error"] == "boom"
+        assert out["stages"][0]["type"] == "ProcessingJob" and out["stages"][1]["status"] == "failed"
+        with redirect_stdout(io.StringIO()):
+            assert ops.stop(args, clients=lambda service: sm) == 0
+        stub.assert_no_pending_responses()
+

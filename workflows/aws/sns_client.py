@@ -1,0 +1,42 @@
+"""Amazon SNS: the pipeline's notification topic, its policy and e-mail subscriptions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, same_json
+
+
+def topic_exists(sns, arn: str) -> dict[str, Any] | None:
+    try:
+        return sns.get_topic_attributes(TopicArn=arn)["Attributes"]
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def upsert_topic(sns, *, name: str, arn: str, policy: dict[str, Any], emails: list[str], tags: dict[str, str],
+                 apply: bool = True) -> str:
+    attrs = topic_exists(sns, arn)
+    if attrs is None:
+        if apply:
+            arn = sns.create_topic(Name=name, Attributes={"Policy": json.dumps(policy)},
+                                   Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())])["TopicArn"]
+            for email in emails:
+                sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=email)
+        return CREATED
+    action = UNCHANGED
+    if not same_json(attrs.get("Policy", "{}"), policy):
+        action = UPDATED
+        if apply:
+            sns.set_topic_attributes(TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(policy))
+    subscribed = {s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=arn).get("Subscriptions", [])
+                  if s.get("Protocol") == "email"}
+    for email in emails:
+        if email not in subscribed:
+            action = UPDATED
+            if apply:
+                sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=email)
+    return action

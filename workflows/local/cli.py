@@ -1,0 +1,423 @@
+"""Local commands: ``run``, ``runs``, ``lineage``, ``serve``, ``models``, and the local side
+of ``approve``/``reject``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from config.errors import UserError
+from workflows.local import store
+
+EXIT_FAILED, EXIT_WAITING = 1, 3
+STATUS_STYLE = {"Succeeded": "green", "Cached": "cyan", "Failed": "red", "Running": "yellow", "Waiting": "magenta",
+                "Skipped": "dim", "Pending": "dim", "Rejected": "magenta"}
+
+
+# --- building the run ------------------------------------------------------------------------
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {pair!r} is not KEY=VALUE", fix="e.g. --param TrainingInstanceCount=2")
+        params[key] = value
+    return params
+
+
+def _index_or_name(value: str) -> int | str:
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _spec_for(options):
+    """Load the config and apply the run's overrides (own data, gate threshold) before the spec
+    is built, so every stage sees the same data section."""
+    from config.loader import load_config
+    from steps.pipeline import build_spec
+
+    config = load_config(options.config)
+    data = config.data
+    if options.input or options.target_column is not None or options.delimiter or options.header is not None \
+            or options.categorical or options.problem_type:
+        if data is None:
+            raise UserError("this pipeline has no data section, so --input/--target cannot replace it",
+                            source=str(config._source), field="data")
+        if options.input and options.target_column is None:
+            raise UserError("--input needs --target NAME_OR_INDEX (the column to predict)")
+        changes: dict[str, Any] = {"local": None}
+        if options.input:
+            changes.update(target=_index_or_name(options.target_column), header=options.header,
+                           delimiter=options.delimiter, column_names=None,
+                           categorical=[_index_or_name(c) for c in options.categorical] if options.categorical else None)
+        else:
+            if options.target_column is not None:
+                changes["target"] = _index_or_name(options.target_column)
+            if options.header is not None:
+                changes["header"] = options.header
+            if options.delimiter:
+                changes["delimiter"] = options.delimiter
+            if options.categorical:
+                changes["categorical"] = [_index_or_name(c) for c in options.categorical]
+            changes.pop("local")
+        if options.problem_type:
+            changes["problem_type"] = options.problem_type
+        if isinstance(changes.get("target"), str) and changes.get("header") is False:
+            raise UserError("a target given by name needs a header row", fix="drop --no-header, or give the column index")
+        from config.loader import validate_document
+
+        doc = config.model_dump(mode="json", by_alias=True)
+        doc["data"] = {**data.model_dump(mode="json"), **changes}
+        if doc["data"].get("header") is None and isinstance(doc["data"]["target"], str):
+            doc["data"]["header"] = True
+        source = config._source
+        config = validate_document(doc, f"{source} (with command-line data options)")
+        config._source = source
+    if options.gate_threshold is not None and not any(getattr(s, "gate", None) for s in config.stages):
+        raise UserError("--gate-threshold given, but this pipeline has no quality gate")
+    return build_spec(config)
+
+
+def _options_from_args(args: argparse.Namespace):
+    from workflows.local.runner import Options
+
+    return Options(config=str(Path(args.config).resolve()) if args.config else None, input=args.input,
+                   target_column=args.target_column, delimiter=args.delimiter, header=args.header,
+                   categorical=args.categorical, problem_type=args.problem_type, gate_threshold=args.gate_threshold,
+                   approval=args.approval, params=_parse_params(args.param), no_cache=args.no_cache,
+                   tracking_uri=args.tracking_uri)
+
+
+# --- progress and summary ----------------------------------------------------------------------
+
+class Progress:
+    """Live per-stage progress on stderr (a table on a terminal, one line per change otherwise)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.seen: dict[str, str] = {}
+        self.live = None
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=8, transient=False)
+            self.live.start()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.live is not None:
+            self.live.update(_table(record, live=True))
+            return
+        for name in record["order"]:
+            status = record["stages"][name]["status"]
+            if self.seen.get(name) != status and status != "Pending":
+                self.seen[name] = status
+                duration = record["stages"][name].get("duration")
+                extra = f" ({duration:.2f}s)" if duration is not None and status != "Running" else ""
+                self.console.print(f"  {name:<16} {status}{extra}")
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _table(record: dict[str, Any], live: bool = False):
+    from rich.table import Table
+
+    table = Table(title=f"{record['pipeline']} · {record['run_id']}", title_justify="left")
+    for col in ("stage", "kind", "status", "seconds", "detail"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for name in record["order"]:
+        s = record["stages"][name]
+        status = s["status"]
+        if live and status == "Running":
+            status = "Running…"
+        detail = ""
+        outs = s.get("outputs", {})
+        if "value" in outs and s["kind"] == "gate":
+            detail = f"value {outs['value']['value']:.4g}"
+        elif s["kind"] == "register" and "version" in outs:
+            detail = f"v{outs['version']['value']} {outs.get('approval_status', {}).get('value', '')}"
+        elif s["kind"] == "lambda" and "parameter" in outs:
+            detail = f"{outs['parameter']['value']['name']} = {outs['parameter']['value']['value']}"
+        elif s["kind"] == "transform" and "rows" in outs:
+            detail = f"{outs['rows']['value']} rows"
+        elif s.get("reason"):
+            detail = s["reason"]
+        elif s.get("error") and status == "Failed":
+            detail = s["error"].splitlines()[-1][:70]
+        dur = s.get("duration")
+        table.add_row(name, s["kind"], f"[{STATUS_STYLE.get(s['status'], '')}]{status}[/]",
+                      f"{dur:.2f}" if dur is not None else "", detail)
+    return table
+
+
+def summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": record["status"],
+        "run_id": record["run_id"],
+        "run_dir": record["run_dir"],
+        "duration": record.get("duration"),
+        "stages": [{"name": n, "kind": record["stages"][n]["kind"], "status": record["stages"][n]["status"],
+                    "duration": record["stages"][n].get("duration")} for n in record["order"]],
+        "metrics": record.get("metrics", {}),
+        "parameters": record.get("parameters", {}),
+        "ssm": record.get("ssm", {}),
+        "model": (record.get("lineage") or {}).get("model"),
+        "registry": (record.get("lineage") or {}).get("registry"),
+    }
+
+
+def _report(record: dict[str, Any], output: str, progress: Progress | None) -> int:
+    if progress is not None:
+        progress.close()
+    if output == "json":
+        print(json.dumps(summary(record), indent=2, sort_keys=True, default=str))
+    else:
+        from rich.console import Console
+
+        console = Console(stderr=False, highlight=False)
+        if progress is None or progress.live is None:
+            console.print(_table(record))
+        metrics = record.get("metrics") or {}
+        if metrics:
+            console.print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        for name, value in (record.get("ssm") or {}).items():
+            console.print(f"SSM parameter {name} = {value} (read back from the embedded emulator)")
+        console.print(f"run {record['status']}: {record['run_dir']}")
+    failed = [n for n in record["order"] if record["stages"][n]["status"] == "Failed"]
+    for name in failed:
+        stage = record["stages"][name]
+        print(f"\nstage {name} failed; last lines of {record['run_dir']}/{stage.get('log', '')}:\n{stage.get('error', '')}",
+              file=sys.stderr)
+    if record["status"] == "Succeeded":
+        return 0
+    if record["status"] == "Waiting":
+        print(f"\npaused for approval: mlpipe approve {record['run_id']}   (or: mlpipe reject {record['run_id']} "
+              "--reason ...)", file=sys.stderr)
+        return EXIT_WAITING
+    # Bad input data is a user error (exit 2), like any other bad input.
+    if any(record["stages"][n].get("exit_code") == 2 for n in failed):
+        return 2
+    return EXIT_FAILED
+
+
+def _execute(spec, options, root: Path, record: dict | None, output: str) -> int:
+    from workflows.local.runner import LocalRun
+
+    progress = Progress()
+    try:
+        run = LocalRun(spec, options, root, record=record, observer=progress)
+        if record is None:
+            progress.console.print(f"run {run.record['run_id']} → {run.run_dir}")
+        result = run.execute()
+    except BaseException:
+        progress.close()
+        raise
+    return _report(result, output, progress)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    from workflows.local.worker import Workers
+
+    Workers().warm()  # first thing: the warm server's imports overlap with loading the config
+    root = store.runs_dir(args.runs_dir)
+    if args.resume:
+        return _resume(root, args.resume, args.output)
+    options = _options_from_args(args)
+    spec = _spec_for(options)
+    return _execute(spec, options, root, None, args.output)
+
+
+def _resume(root: Path, run_id: str, output: str, decision: tuple[str, str] | None = None) -> int:
+    from workflows.local.runner import DONE, Options
+
+    path = store.find_run(root, run_id)
+    record = store.read_json(path / "run.json")
+    if record["status"] == "Succeeded" and decision is None:
+        raise UserError(f"run {record['run_id']} already succeeded; nothing to resume")
+    options = Options(**record["options"])
+    spec = _spec_for(options)
+    if [s.name for s in spec.stages] != record["order"]:
+        raise UserError("the pipeline's stages changed since this run started", fix="start a new run")
+    for name in record["order"]:
+        if record["stages"][name]["status"] not in DONE:
+            record["stages"][name]["status"] = "Pending"
+    if decision is not None:
+        stage, verdict = decision
+        record["approvals"][stage] = verdict
+    return _execute(spec, options, root, record, output)
+
+
+def _waiting_approval(root: Path, run_id: str) -> tuple[Path, dict, str]:
+    path = store.find_run(root, run_id)
+    record = store.read_json(path / "run.json")
+    waiting = [n for n in record["order"] if record["stages"][n]["kind"] == "approval"
+               and record["stages"][n]["status"] == "Waiting"]
+    if not waiting:
+        raise UserError(f"run {record['run_id']} is not waiting for an approval (status {record['status']})",
+                        fix="start it with `mlpipe run --approval manual`")
+    return path, record, waiting[0]
+
+
+def _set_version_status(root: Path, record: dict, status: str, reason: str = "") -> None:
+    from workflows.local import registry
+
+    for name in record["order"]:
+        stage = record["stages"][name]
+        if stage["kind"] == "register" and "version" in stage.get("outputs", {}):
+            registry.set_status(root, stage["outputs"]["group"]["value"], str(stage["outputs"]["version"]["value"]),
+                                status, reason)
+
+
+def approve_local(args: argparse.Namespace) -> int:
+    root = store.runs_dir(getattr(args, "runs_dir", None))
+    _, record, stage = _waiting_approval(root, args.execution)
+    _set_version_status(root, record, "Approved")
+    return _resume(root, record["run_id"], getattr(args, "output", "table"), decision=(stage, "approved"))
+
+
+def reject_local(args: argparse.Namespace) -> int:
+    """A rejection ends the run cleanly: the approval stage records it, nothing is deployed."""
+    import time
+
+    root = store.runs_dir(getattr(args, "runs_dir", None))
+    path, record, stage = _waiting_approval(root, args.execution)
+    _set_version_status(root, record, "Rejected", args.reason)
+    record["approvals"][stage] = "rejected"
+    entry = record["stages"][stage]
+    entry.update(status="Rejected", reason=args.reason, outputs={"decision": {"value": "rejected"}})
+    downstream = _downstream(record, stage)
+    for name in downstream:
+        record["stages"][name].update(status="Skipped", reason=f"{stage} rejected")
+    work = path / "stages" / f".{stage}.work"
+    if work.is_dir():
+        store.replace_dir(work, path / "stages" / stage)
+    record["status"] = "Succeeded" if all(record["stages"][n]["status"] in ("Succeeded", "Cached", "Rejected", "Skipped")
+                                          for n in record["order"]) else record["status"]
+    record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    store.write_json(path / "run.json", record)
+    if getattr(args, "output", "table") == "json":
+        print(json.dumps(summary(record), indent=2, sort_keys=True, default=str))
+    else:
+        print(f"run {record['run_id']}: {stage} rejected ({args.reason}); skipped: {', '.join(downstream) or 'nothing'}")
+    return 0
+
+
+def _downstream(record: dict, stage: str) -> list[str]:
+    from steps.pipeline import build_spec  # noqa: F401  (keeps the import graph honest)
+    from workflows.local.runner import Options
+
+    spec = _spec_for(Options(**record["options"]))
+    return list(spec.downstream(stage))
+
+
+def runs(args: argparse.Namespace) -> int:
+    records = store.list_runs(store.runs_dir(args.runs_dir))
+    if args.output == "json":
+        print(json.dumps([summary(r) for r in records], indent=2, sort_keys=True, default=str))
+        return 0
+    for r in records:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((r.get("metrics") or {}).items()) if k in ("mse", "rmse", "accuracy"))
+        print(f"{r['run_id']:<40} {r['status']:<10} {r.get('started', ''):<22} {metrics}")
+    if not records:
+        print("no local runs yet: mlpipe run", file=sys.stderr)
+    return 0
+
+
+def lineage(args: argparse.Namespace) -> int:
+    path = store.find_run(store.runs_dir(args.runs_dir), args.run_id)
+    record = store.read_json(path / "run.json")
+    doc = record.get("lineage")
+    if not doc:
+        raise UserError(f"run {record['run_id']} has no lineage yet (status {record['status']})")
+    if args.output == "json":
+        print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+        return 0
+    print(f"run          {doc['run_id']}")
+    print(f"config       {doc.get('config')}")
+    print(f"config hash  {doc['config_hash']}")
+    for name, sha in sorted(doc["code"].items()):
+        print(f"code         {name}  sha256 {sha}")
+    for param, data in sorted(doc["data"].items()):
+        extra = f"  etag {data['etag']}" if data.get("etag") else ""
+        print(f"data         {param}: {data['source']}  sha256 {data.get('sha256')}{extra}")
+    for k, v in sorted(doc["parameters"].items()):
+        print(f"parameter    {k} = {v}")
+    for k, v in sorted(doc["metrics"].items()):
+        print(f"metric       {k} = {v:.6g}")
+    if doc.get("model"):
+        print(f"model        {doc['model']['name']}  {doc['model']['artifact']}  sha256 {doc['model']['sha256']}")
+    if doc.get("registry"):
+        r = doc["registry"]
+        print(f"registry     {r.get('group')} v{r.get('version')} ({r.get('approval_status')})")
+    return 0
+
+
+def _model_path(root: Path, model: str) -> Path:
+    candidate = Path(model)
+    if candidate.is_file():
+        return candidate.resolve()
+    path = store.find_run(root, model)
+    record = store.read_json(path / "run.json")
+    artifact = ((record.get("lineage") or {}).get("model") or {}).get("artifact")
+    if not artifact:
+        for name in record["order"]:
+            outs = record["stages"][name].get("outputs", {})
+            if record["stages"][name]["kind"] == "training" and "model" in outs:
+                artifact = str(path / "stages" / name / outs["model"]["path"] / "model.tar.gz")
+    if not artifact or not Path(artifact).is_file():
+        raise UserError(f"run {record['run_id']} has no trained model", fix="serve a run whose training succeeded")
+    return Path(artifact)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from workflows.local.serve import make_server
+
+    model = _model_path(store.runs_dir(args.runs_dir), args.model)
+    try:
+        server = make_server(model, port=args.port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", fix="pick another --port") from None
+    host, port = server.server_address[:2]
+    print(f"serving {model} on http://{host}:{port}  (GET /ping, POST /invocations text/csv; Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    from workflows.local import registry
+
+    root = store.runs_dir(args.runs_dir)
+    if args.action == "list":
+        rows = registry.versions(root, args.group)
+        if args.output == "json":
+            print(json.dumps(rows, indent=2, sort_keys=True, default=str))
+            return 0
+        if not rows:
+            print("the local registry is empty: a run with a register stage adds versions", file=sys.stderr)
+        for v in rows:
+            metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.get("metrics", {}).items()))
+            print(f"{v['group']:<24} v{v['version']:<4} {v['approval_status']:<22} {v['run_id']:<40} {metrics}")
+        return 0
+    if not args.version:
+        raise UserError(f"models {args.action} needs a VERSION", fix=f"e.g. mlpipe models {args.action} 3 --group NAME")
+    status = "Approved" if args.action == "approve" else "Rejected"
+    version = registry.set_status(root, args.group, args.version, status, args.reason)
+    if args.output == "json":
+        print(json.dumps(version, indent=2, sort_keys=True, default=str))
+    else:
+        print(f"{version['group']} v{version['version']}: {status}")
+    return 0

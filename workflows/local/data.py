@@ -1,0 +1,102 @@
+"""Where a local run's input data comes from: a path, an S3 URI, or a dataset bundled with
+scikit-learn (``sklearn:diabetes``), so the default run needs no download."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+from pathlib import Path
+
+from config.errors import UserError
+from workflows.local.store import write_bytes
+
+BUNDLED = {
+    # name: (features file, target file, column names, target name)
+    "diabetes": ("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz",
+                 ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"], "progression"),
+}
+
+
+def materialize_bundled(name: str, cache: Path) -> Path:
+    """Write a bundled scikit-learn dataset as one CSV with a header (done once, then cached)."""
+    if name not in BUNDLED:
+        raise UserError(f"unknown bundled dataset sklearn:{name}", fix=f"use one of: {', '.join('sklearn:' + n for n in BUNDLED)}")
+    out = cache / f"{name}.csv"
+    if out.is_file():
+        return out
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn.datasets")
+    data_dir = Path(spec.origin).parent / "data"
+    features, target, columns, target_name = BUNDLED[name]
+    rows = gzip.open(data_dir / features, "rt").read().split("\n")
+    targets = gzip.open(data_dir / target, "rt").read().split("\n")
+    rows = [r.split() for r in rows if r.strip()]
+    targets = [t.strip() for t in targets if t.strip()]
+    lines = [",".join(columns + [target_name])]
+    lines += [",".join(r + [t]) for r, t in zip(rows, targets)]
+    write_bytes(out, ("\n".join(lines) + "\n").encode())
+    return out
+
+
+def fetch(source: str, cache: Path, session_factory=None) -> tuple[Path, dict]:
+    """A local file for ``source`` and its lineage record (content hash, or S3 URI + ETag)."""
+    if source.startswith("sklearn:"):
+        path = materialize_bundled(source.split(":", 1)[1], cache)
+        return path, {"source": source, "sha256": sha256_file(path)}
+    if source.startswith("s3://"):
+        return _download(source, cache, session_factory)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UserError(f"input data {source!r} does not exist", fix="pass an existing file or directory with --input")
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserError(f"input data {source!r} is empty", fix="pass a CSV file with data rows")
+    digest = sha256_file(path) if path.is_file() else _sha256_dir(path)
+    return path.resolve(), {"source": str(path.resolve()), "sha256": digest}
+
+
+def _download(uri: str, cache: Path, session_factory) -> tuple[Path, dict]:
+    from workflows.aws.session import client  # AWS only at the edge, and only when asked
+
+    bucket, _, key = uri[5:].partition("/")
+    s3 = (session_factory or client)("s3")
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        raise UserError(f"cannot read {uri}: {exc}",
+                        fix="check credentials and --endpoint-url, or pass a local file with --input") from None
+    etag = head["ETag"].strip('"')
+    out = cache / "s3" / hashlib.sha256(f"{uri}@{etag}".encode()).hexdigest()[:16] / Path(key).name
+    if not out.is_file():
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        write_bytes(out, body)
+    return out, {"source": uri, "etag": etag, "sha256": sha256_file(out)}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha256_dir(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(path).as_posix().encode())
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def tree_hash(path: Path) -> str:
+    return sha256_file(path) if path.is_file() else _sha256_dir(path)
+
+
+def feature_rows(test_csv: Path) -> list[str]:
+    """Rows of a model-input CSV (target first) with the target dropped: what batch transform
+    and the local endpoint send to the model."""
+    with open(test_csv, newline="") as f:
+        return [",".join(row[1:]) for row in csv.reader(f) if row]

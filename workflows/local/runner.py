@@ -1,0 +1,474 @@
+"""Run a PipelineSpec on this machine, stage by stage, in dependency order.
+
+The runner maps each stage's container contract into ``runs/<run-id>/stages/<stage>/``, runs
+the stage in its own (warm, forked) process, and records status, timing, outputs and metrics
+in ``run.json``. A stage's directory gets its final name only when the stage succeeded; a
+failed stage leaves ``<stage>.failed/`` with its log. Deterministic stages (processing,
+training, evaluation, transform) are cached by a content hash of their code, config and
+inputs, and reused when nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from config.errors import UserError
+from steps.spec import (
+    EvaluationStage, GateStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage, TrainingStage,
+)
+from workflows.local import store
+from workflows.local.data import feature_rows, fetch, tree_hash
+from workflows.local.stages import GATE_FAILED, WAITING
+from workflows.local.worker import Job, Workers
+
+CACHEABLE = {"processing", "training", "evaluation", "transform"}
+DONE = {"Succeeded", "Cached"}
+EMULATOR_CODE = [Path(__file__).with_name("xgboost_algo.py"), Path(__file__).with_name("stages.py")]
+
+
+@dataclass
+class Options:
+    """Everything a run was started with; stored in run.json so --resume can repeat it."""
+
+    config: str | None = None
+    input: str | None = None
+    target_column: str | None = None
+    delimiter: str | None = None
+    header: bool | None = None
+    categorical: list[str] | None = None
+    problem_type: str | None = None
+    gate_threshold: float | None = None
+    approval: str = "auto"
+    params: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    tracking_uri: str | None = None
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, code: int, message: str) -> None:
+        self.stage, self.code, self.message = stage, code, message
+        super().__init__(message)
+
+
+class LocalRun:
+    def __init__(self, spec: PipelineSpec, options: Options, root: Path, record: dict[str, Any] | None = None,
+                 observer: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.spec, self.options, self.root = spec, options, root
+        self.observer = observer or (lambda record: None)
+        self.workers = Workers()
+        self.emulator = None
+        if record is None:
+            run_id = store.new_run_id(spec.name)
+            record = {
+                "run_id": run_id, "pipeline": spec.name, "status": "Running", "run_dir": str(root / run_id),
+                "config": str(spec.source) if spec.source else None, "options": options.__dict__,
+                "stages": {s.name: {"kind": s.kind, "status": "Pending"} for s in spec.stages},
+                "order": [s.name for s in spec.stages], "approvals": {},
+            }
+        self.record = record
+        self.run_dir = Path(record["run_dir"])
+        self.stage_root = self.run_dir / "stages"
+
+    # --- public --------------------------------------------------------------------------
+    def execute(self) -> dict[str, Any]:
+        self.workers.warm()
+        if any(s.kind == "lambda" for s in self.spec.stages):
+            from workflows.local.emulator import LocalAws
+
+            self.emulator = LocalAws(self.root / ".emulator")
+            self.emulator.start_in_background()  # moto's import overlaps with the first stages
+        started = time.time()
+        self.record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
+        self.record["status"] = "Running"
+        self.record["parameters"] = self.parameters()
+        self.record["config_hash"] = self.spec.fingerprint
+        self._save()
+        try:
+            for stage in self.spec.stages:
+                self._run_stage(stage)
+        finally:
+            if self.emulator is not None:
+                self.emulator.stop()
+        statuses = {s["status"] for s in self.record["stages"].values()}
+        if "Failed" in statuses:
+            self.record["status"] = "Failed"
+        elif "Waiting" in statuses:
+            self.record["status"] = "Waiting"
+        else:
+            self.record["status"] = "Succeeded"
+        self.record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.record["duration"] = round(self.record.get("duration", 0) + time.time() - started, 3)
+        self.record["metrics"] = self.metrics()
+        self.record["lineage"] = self.lineage()
+        self._track()
+        self._save()
+        return self.record
+
+    # --- parameters and references ---------------------------------------------------------
+    def parameters(self) -> dict[str, Any]:
+        values = {p.name: p.default for p in self.spec.parameters}
+        for name, raw in self.options.params.items():
+            try:
+                values[name] = self.spec.parameter(name).coerce(raw)
+            except KeyError:
+                raise UserError(f"unknown parameter {name!r}",
+                                fix=f"declared parameters: {', '.join(values) or 'none'}") from None
+            except ValueError as exc:
+                raise UserError(f"parameter {name}: {exc}", fix=f"give a {self.spec.parameter(name).type}") from None
+        return values
+
+    def data_parameter(self) -> str | None:
+        """The parameter that feeds the built-in preprocessing: --input replaces it."""
+        for s in self.spec.stages:
+            if isinstance(s, ProcessingStage) and s.code and s.code.entry.name == "preprocess.py":
+                for v in s.inputs.values():
+                    if isinstance(v, ParamRef):
+                        return v.name
+        return None
+
+    def resolve(self, value: Any, stage: Stage) -> Any:
+        """A spec value as something local: a path for data, a plain value otherwise."""
+        if isinstance(value, OutputRef):
+            out = self.record["stages"][value.stage].get("outputs", {}).get(value.output)
+            if out is None:
+                raise RuntimeError(f"{stage.name}: output {value.stage}.{value.output} is not available")
+            return self.stage_root / value.stage / out["path"] if "path" in out else out["value"]
+        if isinstance(value, ParamRef):
+            return self.record["parameters"][value.name]
+        return value
+
+    def local_data(self, param: str, explicit: bool) -> Path | None:
+        """Fetch a data parameter's value to a local file, recording its lineage."""
+        data = self.spec.data or {}
+        if param == self.data_parameter():
+            source = (self.options.input or (self.options.params.get(param) if explicit else None)
+                      or self._relative(data.get("local")) or self.record["parameters"][param])
+        else:
+            source = self.record["parameters"][param]
+            if not explicit and source.startswith("s3://"):
+                return None  # an example's S3 default: the caller falls back to local data
+        path, lineage = fetch(source, self.root / ".datasets")
+        self.record.setdefault("lineage_inputs", {})[param] = lineage
+        return path
+
+    def _relative(self, value: str | None) -> str | None:
+        if value and not value.startswith(("sklearn:", "s3://")) and self.spec.source:
+            return str((self.spec.source.parent / value).resolve())
+        return value
+
+    # --- stage execution -----------------------------------------------------------------
+    def _run_stage(self, stage: Stage) -> None:
+        entry = self.record["stages"][stage.name]
+        if entry["status"] in DONE:
+            return
+        blocked = [u for u in stage.upstream if self.record["stages"][u]["status"] not in DONE]
+        if blocked:
+            entry.update(status="Skipped", reason=f"waiting on {', '.join(blocked)}")
+            self._save()
+            return
+        entry.update(status="Running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        entry.pop("error", None)
+        self._save()
+        final = self.stage_root / stage.name
+        work = self.stage_root / f".{stage.name}.work"
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(self.stage_root / f"{stage.name}.failed", ignore_errors=True)
+        work.mkdir(parents=True)
+        t0 = time.perf_counter()
+        try:
+            key = self._cache_key(stage) if stage.kind in CACHEABLE else None
+            cached = self.root / ".cache" / key if key else None
+            if cached is not None and cached.is_dir() and not self.options.no_cache:
+                shutil.rmtree(work)
+                shutil.copytree(cached, work, symlinks=True)
+                meta = store.read_json(work / "stage.json")
+                entry.update(outputs=meta["outputs"], status="Cached", cache_key=key)
+            else:
+                outputs = getattr(self, f"_{stage.kind}")(stage, work)
+                entry.update(outputs=outputs, status="Succeeded", cache_key=key)
+        except StageFailed as exc:
+            entry.update(status="Waiting" if exc.code == WAITING else "Failed", error=exc.message,
+                         exit_code=exc.code, duration=round(time.perf_counter() - t0, 3))
+            store.write_json(work / "stage.json", entry)
+            if exc.code == WAITING:
+                entry["log"] = f"stages/.{stage.name}.work/log.txt"
+            else:
+                store.replace_dir(work, self.stage_root / f"{stage.name}.failed")
+                entry["log"] = f"stages/{stage.name}.failed/log.txt"
+            self._save()
+            return
+        entry["duration"] = round(time.perf_counter() - t0, 3)
+        entry["log"] = f"stages/{stage.name}/log.txt"
+        store.write_json(work / "stage.json", entry)
+        if key and entry["status"] == "Succeeded" and not (self.root / ".cache" / key).exists():
+            self._store_cache(work, key)
+        store.replace_dir(work, final)
+        self._save()
+
+    def _store_cache(self, work: Path, key: str) -> None:
+        tmp = self.root / ".cache" / f".{key}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(work, tmp, symlinks=True)
+        try:
+            tmp.rename(self.root / ".cache" / key)
+        except OSError:  # another run stored it first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _cache_key(self, stage: Stage) -> str:
+        h = hashlib.sha256(json.dumps(stage.to_dict(), sort_keys=True, default=str).encode())
+        for name, value in sorted(stage.inputs.items()):
+            h.update(name.encode())
+            if isinstance(value, OutputRef):
+                resolved = self.resolve(value, stage)
+                if self.spec.stage(value.stage).kind == "model":  # a name per run: hash what it serves
+                    resolved = self._model_artifact(value)
+                h.update((tree_hash(resolved) if isinstance(resolved, Path) else json.dumps(resolved)).encode())
+            elif isinstance(value, ParamRef):
+                path = self.local_data(value.name, value.name in self.options.params)
+                h.update((tree_hash(path) if path else "fallback").encode())
+        if stage.kind in ("processing", "evaluation") and getattr(stage, "instance", None):
+            h.update(json.dumps(self.resolve(stage.instance.count, stage)).encode())
+        if stage.kind == "transform":
+            h.update(self._batch_fallback_hash(stage).encode())
+        for path in EMULATOR_CODE:
+            h.update(path.read_bytes())
+        return h.hexdigest()
+
+    def _job(self, stage: Stage, work: Path, **kwargs) -> None:
+        job = Job(cwd=str(work), log=str(work / "log.txt"), **kwargs)
+        timeout = stage.instance.max_runtime_seconds if getattr(stage, "instance", None) else None
+        code, _ = self.workers.run(job, timeout=timeout)
+        if code != 0:
+            raise StageFailed(stage.name, code, _tail(work / "log.txt"))
+
+    def _link(self, src: Path, dst: Path) -> None:
+        """Map an upstream artifact into this stage's contract path (a directory)."""
+        dst.mkdir(parents=True, exist_ok=True)
+        items = [src] if src.is_file() else sorted(src.iterdir())
+        for item in items:
+            (dst / item.name).symlink_to(item.resolve())
+
+    def _processing(self, stage: ProcessingStage, work: Path) -> dict:
+        base = work / "opt/ml/processing"
+        for name, value in stage.inputs.items():
+            src = self._input_path(stage, name, value)
+            self._link(src, base / "input" / name)
+        for out in stage.outputs:
+            (base / out).mkdir(parents=True, exist_ok=True)
+        self._job(stage, work, script=str(stage.code.entry), argv=list(stage.arguments),
+                  env={"MLPIPE_PROCESSING_DIR": str(base)})
+        return {o: {"path": f"opt/ml/processing/{o}"} for o in stage.outputs}
+
+    def _input_path(self, stage: Stage, name: str, value: Any) -> Path:
+        if isinstance(value, ParamRef):
+            path = self.local_data(value.name, value.name in self.options.params)
+            if path is None:
+                raise StageFailed(stage.name, 2, f"{stage.name}: input {name} (${value.name}) is an S3 URI; "
+                                                 f"pass --param {value.name}=PATH")
+            return path
+        resolved = self.resolve(value, stage)
+        if isinstance(resolved, str) and resolved.startswith("s3://"):
+            return fetch(resolved, self.root / ".datasets")[0]
+        return Path(resolved)
+
+    def _training(self, stage: TrainingStage, work: Path) -> dict:
+        ml = work / "opt/ml"
+        env = {"SM_MODEL_DIR": str(ml / "model"), "SM_INPUT_CONFIG_DIR": str(ml / "input/config"),
+               "SM_OUTPUT_DATA_DIR": str(ml / "output/data"), "SM_CHECKPOINT_DIR": str(ml / "checkpoints"),
+               "SM_CHANNELS": json.dumps(sorted(stage.inputs)), "SM_NUM_GPUS": "0", "SM_NUM_CPUS": "1",
+               "SM_HOSTS": json.dumps(["algo-1"]), "SM_CURRENT_HOST": "algo-1",
+               "SM_HPS": json.dumps(dict(stage.hyperparameters), sort_keys=True)}
+        for channel, value in stage.inputs.items():
+            self._link(self._input_path(stage, channel, value), ml / "input/data" / channel)
+            env[f"SM_CHANNEL_{channel.upper()}"] = str(ml / "input/data" / channel)
+        for d in ("model", "output/data", "checkpoints"):
+            (ml / d).mkdir(parents=True, exist_ok=True)
+        store.write_json(ml / "input/config/hyperparameters.json",
+                         {k: str(v) for k, v in stage.hyperparameters.items()})
+        out_tar = str(work / "outputs/model/model.tar.gz")
+        if stage.image.kind == "algorithm":
+            self._job(stage, work, call="workflows.local.stages:train_xgboost",
+                      kwargs={"model_dir": env["SM_MODEL_DIR"], "out_tar": out_tar}, env=env)
+        else:
+            try:
+                import importlib.util
+
+                missing = importlib.util.find_spec("torch") is None
+            except ValueError:
+                missing = True
+            if missing:
+                raise StageFailed(stage.name, 2, "PyTorch is not installed; install the extra: "
+                                                 ".venv/bin/pip install -e '.[torch]'")
+            argv = [a for k, v in sorted(stage.hyperparameters.items()) for a in (f"--{k}", str(v))]
+            self._job(stage, work, call="workflows.local.stages:train_script",
+                      kwargs={"script": str(stage.entry_point.entry), "argv": argv,
+                              "model_dir": env["SM_MODEL_DIR"], "out_tar": out_tar}, env=env)
+        return {"model": {"path": "outputs/model"}}
+
+    def _evaluation(self, stage: EvaluationStage, work: Path) -> dict:
+        base = work / "opt/ml/processing"
+        self._link(self._input_path(stage, "model", stage.inputs["model"]), base / "model")
+        self._link(self._input_path(stage, "test", stage.inputs["test"]), base / "test")
+        (base / "evaluation").mkdir(parents=True)
+        self._job(stage, work, script=str(stage.code.entry), argv=["--problem-type", stage.problem_type],
+                  env={"MLPIPE_PROCESSING_DIR": str(base)})
+        return {"evaluation": {"path": "opt/ml/processing/evaluation"}}
+
+    def _gate(self, stage: GateStage, work: Path) -> dict:
+        threshold = self.options.gate_threshold if self.options.gate_threshold is not None else stage.threshold
+        evaluation = self.resolve(stage.inputs["evaluation"], stage) / "evaluation.json"
+        self._job(stage, work, call="workflows.local.stages:gate",
+                  kwargs={"evaluation": str(evaluation), "metric": stage.metric,
+                          "comparison": stage.comparison, "threshold": threshold})
+        return {"passed": {"value": True}, **self._result_outputs(work, ["value"])}
+
+    def _model(self, stage: Stage, work: Path) -> dict:
+        artifact = self.resolve(stage.inputs["model_data"], stage) / "model.tar.gz"
+        name = f"{self.spec.name}-{stage.name}-{self.record['run_id'].rsplit('-', 1)[-1]}"[:63]
+        image = {"kind": stage.image.kind, "name": stage.image.name, "version": stage.image.version}
+        self._job(stage, work, call="workflows.local.stages:create_model",
+                  kwargs={"name": name, "artifact": str(artifact), "image": image})
+        return {"model_name": {"value": name}, "artifact": {"value": str(artifact)}}
+
+    def _model_artifact(self, model_ref: OutputRef) -> Path:
+        return Path(self.record["stages"][model_ref.stage]["outputs"]["artifact"]["value"])
+
+    def _register(self, stage: Stage, work: Path) -> dict:
+        entry = {"model_name": self.resolve(stage.inputs["model"], stage),
+                 "artifact": str(self._model_artifact(stage.inputs["model"])),
+                 "approval_status": self.resolve(stage.inputs["approval_status"], stage),
+                 "metrics": self.metrics(), "run_id": self.record["run_id"],
+                 "image": {"name": stage.image.name, "version": stage.image.version},
+                 "content_types": list(stage.content_types), "response_types": list(stage.response_types)}
+        self._job(stage, work, call="workflows.local.stages:register",
+                  kwargs={"runs_root": str(self.root), "group": stage.model_package_group, "entry": entry})
+        return self._result_outputs(work, ["model_package_arn", "version", "group", "approval_status"])
+
+    def _approval(self, stage: Stage, work: Path) -> dict:
+        decision = self.record["approvals"].get(stage.name)
+        if decision == "rejected":
+            raise StageFailed(stage.name, 0, "rejected")  # handled by _reject(); not reached normally
+        self._job(stage, work, call="workflows.local.stages:approval",
+                  kwargs={"mode": self.options.approval, "decision": decision})
+        return {"decision": {"value": decision or "approved"}}
+
+    def _test_csv(self) -> Path:
+        for s in self.spec.stages:
+            if isinstance(s, EvaluationStage):
+                path = self.resolve(s.inputs["test"], s)
+                return path / "test.csv" if path.is_dir() else path
+        raise RuntimeError("no evaluation stage provides test rows")
+
+    def _endpoint(self, stage: Stage, work: Path) -> dict:
+        self._job(stage, work, call="workflows.local.stages:endpoint",
+                  kwargs={"model_tar": str(self._model_artifact(stage.inputs["model"])),
+                          "test_csv": str(self._test_csv()),
+                          "capture": str(work / "outputs/data-capture/capture.jsonl"),
+                          "percentage": stage.sampling_percentage if stage.data_capture else 0,
+                          "endpoint_name": stage.endpoint_name})
+        return {"endpoint_name": {"value": stage.endpoint_name},
+                **self._result_outputs(work, ["url", "max_abs_diff", "matches_in_process_model"])}
+
+    def _batch_input(self, stage: Stage, work: Path) -> Path:
+        data = stage.inputs["data"]
+        path = None
+        if isinstance(data, ParamRef):
+            path = self.local_data(data.name, data.name in self.options.params)
+        if path is None:
+            # No local batch file: score the test split's rows (features only, model-input format).
+            path = work / "input/batch.csv"
+            store.write_bytes(path, ("\n".join(feature_rows(self._test_csv())) + "\n").encode())
+        return path
+
+    def _batch_fallback_hash(self, stage: Stage) -> str:
+        try:
+            return tree_hash(self._test_csv())
+        except Exception:
+            return ""
+
+    def _transform(self, stage: Stage, work: Path) -> dict:
+        source = self._batch_input(stage, work)
+        self._job(stage, work, call="workflows.local.stages:transform",
+                  kwargs={"model_tar": str(self._model_artifact(stage.inputs["model"])),
+                          "input_path": str(source), "output_dir": str(work / "outputs/predictions")})
+        return {"predictions": {"path": "outputs/predictions"}, **self._result_outputs(work, ["rows"])}
+
+    def _lambda(self, stage: Stage, work: Path) -> dict:
+        from workflows.local.emulator import isolate_from_real_aws
+
+        event = {k: self.resolve(v, stage) for k, v in stage.inputs.items()}
+        event["execution_id"] = self.record["run_id"]
+        env = isolate_from_real_aws({**dict(stage.environment), **self.emulator.env()})
+        try:
+            self._job(stage, work, call="workflows.local.stages:invoke_lambda",
+                      kwargs={"handler": stage.handler, "event": event}, env=env)
+        finally:
+            self.emulator.save()
+        outputs = self._result_outputs(work, ["result"])
+        name = stage.environment.get("PARAMETER_NAME")
+        if name:
+            value = self.emulator.get_parameter(name)
+            self.record.setdefault("ssm", {})[name] = value
+            outputs["parameter"] = {"value": {"name": name, "value": value}}
+        return outputs
+
+    def _result_outputs(self, work: Path, keys: list[str]) -> dict:
+        path = work / "result.json"
+        result = store.read_json(path) if path.is_file() else {}
+        return {k: {"value": result[k]} for k in keys if k in result}
+
+    # --- summary -------------------------------------------------------------------------
+    def metrics(self) -> dict[str, float]:
+        for s in reversed(self.spec.stages):
+            if isinstance(s, EvaluationStage) and self.record["stages"][s.name]["status"] in DONE:
+                folder = self.stage_root / s.name / "opt/ml/processing/evaluation"
+                flat = folder / "metrics.json"
+                if flat.is_file():
+                    return {k: v for k, v in store.read_json(flat).items() if isinstance(v, (int, float))}
+                report = store.read_json(folder / "evaluation.json")
+                return {m: v["value"] for section in report.values() for m, v in section.items()}
+        return {}
+
+    def lineage(self) -> dict[str, Any]:
+        model = next((self.record["stages"][s.name] for s in self.spec.stages if s.kind == "model"
+                      and self.record["stages"][s.name]["status"] in DONE), None)
+        registered = next((self.record["stages"][s.name] for s in self.spec.stages if s.kind == "register"
+                           and self.record["stages"][s.name]["status"] in DONE), None)
+        artifact = model["outputs"]["artifact"]["value"] if model else None
+        return {
+            "run_id": self.record["run_id"],
+            "config": self.record.get("config"),
+            "config_hash": self.spec.fingerprint,
+            "code": {a.name if a.archive else a.entry.name: a.sha256 for a in self.spec.assets},
+            "data": self.record.get("lineage_inputs", {}),
+            "parameters": self.record.get("parameters", {}),
+            "metrics": self.metrics(),
+            "model": {"name": model["outputs"]["model_name"]["value"], "artifact": artifact,
+                      "sha256": tree_hash(Path(artifact))} if model else None,
+            "registry": {k: registered["outputs"][k]["value"] for k in ("group", "version", "model_package_arn",
+                                                                         "approval_status")
+                         if k in registered["outputs"]} if registered else None,
+        }
+
+    def _track(self) -> None:
+        from workflows.local import tracking
+
+        tracking.log_run(self.record, self.root, self.options.tracking_uri)
+
+    def _save(self) -> None:
+        store.write_json(self.run_dir / "run.json", self.record)
+        self.observer(self.record)
+
+
+def _tail(log: Path, lines: int = 25) -> str:
+    try:
+        text = log.read_text(errors="replace").rstrip().splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(empty log)"

@@ -1,0 +1,175 @@
+"""What runs inside a local stage process, for the stage kinds that are not a user script.
+
+Each function is called in a forked worker (see worker.py) with the stage's work directory as
+its current directory, and reports through ``result.json`` there and its exit code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+import urllib.request
+from pathlib import Path
+
+GATE_FAILED = 3       # exit code: the quality gate said no
+WAITING = 4           # exit code: paused for a manual approval
+
+
+def _result(doc: dict) -> None:
+    Path("result.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def pack_model(model_dir: str, out_tar: str) -> int:
+    """Pack /opt/ml/model into model.tar.gz as SageMaker does after training (deterministic)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for path in sorted(Path(model_dir).rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(model_dir).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if path.is_file():
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    Path(out_tar).parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(out_tar, "wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return 0
+
+
+def train_xgboost(model_dir: str, out_tar: str) -> int:
+    from workflows.local import xgboost_algo
+
+    code = xgboost_algo.main()
+    return code or pack_model(model_dir, out_tar)
+
+
+def train_script(script: str, argv: list[str], model_dir: str, out_tar: str) -> int:
+    """Framework script mode: run the entry point with the hyperparameters as arguments."""
+    import runpy
+    import sys
+
+    sys.argv = [script, *argv]
+    sys.path.insert(0, os.path.dirname(script))
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    return pack_model(model_dir, out_tar)
+
+
+def gate(evaluation: str, metric: str, comparison: str, threshold: float) -> int:
+    """The same rule as the Choice state and the ConditionStep: GateStage.passes."""
+    from steps.spec import GateStage
+
+    rule = GateStage(name="gate", metric=metric, comparison=comparison, threshold=threshold)
+    report = json.loads(Path(evaluation).read_text())
+    node = report
+    for part in rule.json_path.split("."):
+        node = node[part]
+    value = float(node)
+    passed = rule.passes(value)
+    print(f"quality gate: {metric} = {value:.6g}, rule {rule.describe()}: {'passed' if passed else 'FAILED'}")
+    _result({"passed": passed, "value": value, "rule": rule.describe()})
+    return 0 if passed else GATE_FAILED
+
+
+def create_model(name: str, artifact: str, image: dict) -> int:
+    print(f"model {name}: {artifact}")
+    _result({"model_name": name, "artifact": artifact, "image": image})
+    return 0
+
+
+def register(runs_root: str, group: str, entry: dict) -> int:
+    from workflows.local import registry
+
+    version = registry.register(Path(runs_root), group, entry)
+    print(f"registered {group} version {version['version']} ({version['approval_status']})")
+    _result({"model_package_arn": version["arn"], "version": version["version"], "group": group,
+             "approval_status": version["approval_status"]})
+    return 0
+
+
+def approval(mode: str, decision: str | None) -> int:
+    if decision is None and mode == "manual":
+        print("waiting for a manual approval: mlpipe approve RUN_ID, or mlpipe reject RUN_ID --reason ...")
+        _result({"decision": "waiting"})
+        return WAITING
+    _result({"decision": decision or "approved", "mode": mode})
+    print(f"approval: {decision or 'approved'} ({mode})")
+    return 0
+
+
+def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpoint_name: str) -> int:
+    """Start the local endpoint, send the test rows, compare with the in-process model, stop."""
+    import numpy as np
+
+    from workflows.local.data import feature_rows
+    from workflows.local.serve import Capture, load_predictor, make_server
+
+    rows = feature_rows(Path(test_csv))
+    server = make_server(Path(model_tar), port=0, capture=Capture(Path(capture), percentage))
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=10) as r:
+            assert r.status == 200, f"/ping answered {r.status}"
+        served = []
+        for start in range(0, len(rows), 100):  # a few requests, as a client would send
+            body = ("\n".join(rows[start:start + 100]) + "\n").encode()
+            req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "text/csv"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                served += [float(x) for x in r.read().decode().split()]
+    finally:
+        server.shutdown()
+        server.server_close()
+    expected = load_predictor(Path(model_tar))(np.array([[float(v) for v in r.split(",")] for r in rows]))
+    max_diff = float(np.max(np.abs(np.array(served) - expected))) if rows else 0.0
+    ok = len(served) == len(rows) and max_diff <= 1e-6 * max(1.0, float(np.max(np.abs(expected))) if rows else 1.0)
+    print(f"endpoint {endpoint_name} at {url}: {len(served)} predictions, max |served - in-process| = {max_diff:.3g}")
+    _result({"endpoint_name": endpoint_name, "url": url, "requests": len(rows), "max_abs_diff": max_diff,
+             "matches_in_process_model": ok, "data_capture": capture if Path(capture).exists() else None})
+    if not ok:
+        print("error: the endpoint's answers differ from the in-process model", flush=True)
+        return 1
+    return 0
+
+
+def transform(model_tar: str, input_path: str, output_dir: str) -> int:
+    """Batch transform with join_source=Input: each output line is the input row plus its
+    prediction, so outputs line up with inputs row for row."""
+    from workflows.local.serve import load_predictor, parse_csv
+
+    predict = load_predictor(Path(model_tar))
+    sources = [Path(input_path)] if Path(input_path).is_file() else sorted(p for p in Path(input_path).rglob("*") if p.is_file())
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for src in sources:
+        lines = [line for line in src.read_text().splitlines() if line.strip()]
+        predictions = predict(parse_csv(("\n".join(lines) + "\n").encode())) if lines else []
+        tmp = out_dir / f".{src.name}.out.tmp"
+        tmp.write_text("".join(f"{line},{p:.10g}\n" for line, p in zip(lines, predictions)))
+        tmp.rename(out_dir / f"{src.name}.out")
+        total += len(lines)
+    print(f"transformed {total} rows from {len(sources)} file(s)")
+    _result({"rows": total, "predictions": str(out_dir)})
+    return 0
+
+
+def invoke_lambda(handler: str, event: dict) -> int:
+    """Call the real handler, as the Lambda runtime would (environment already applied)."""
+    import importlib
+
+    module, _, func = handler.rpartition(".")
+    response = getattr(importlib.import_module(module), func)(event, None)
+    print(f"{handler} returned {json.dumps(response, default=str)}")
+    _result({"result": response})
+    return 0

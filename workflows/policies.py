@@ -1,0 +1,382 @@
+"""Least-privilege IAM documents for every role deploy creates (and `mlpipe iam-policy` prints,
+and `mlpipe export` embeds). One generator, so the three never disagree.
+
+Rules: every action is spelled out (no ``service:*``, no ``*``); resources are the pipeline's
+own jobs (by name prefix), bucket prefix, SSM parameter, functions, topic, model package group
+and endpoint. ``Resource: "*"`` appears only for actions that support no resource-level
+permissions (ecr:GetAuthorizationToken, sagemaker:ListEndpoints, the CloudWatch Logs delivery
+actions Step Functions logging needs, cloudwatch:PutMetricData with a namespace condition).
+
+``account``/``region`` may be CloudFormation placeholders (``${AWS::AccountId}``), which is how
+``mlpipe export`` reuses these documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from steps import naming
+from steps.spec import LambdaStage, PipelineSpec
+from workflows.aws_names import partition
+
+VERSION = "2012-10-17"
+
+# Managed rules Step Functions creates to learn when a .sync SageMaker job ends
+# (AWS docs: "IAM policies for calling Amazon SageMaker AI" in the Step Functions guide).
+SYNC_RULES = {
+    "processing": "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
+    "training": "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    "transform": "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+}
+JOB_KIND = {"processing": "processing", "evaluation": "processing", "training": "training", "transform": "transform"}
+JOB_ACTIONS = {
+    "processing": ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
+    "training": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
+    "transform": ["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob"],
+}
+SERVICE_PRINCIPAL = {
+    "sagemaker": "sagemaker.amazonaws.com", "stepfunctions": "states.amazonaws.com",
+    "lambda": "lambda.amazonaws.com", "scheduler": "scheduler.amazonaws.com", "events": "events.amazonaws.com",
+}
+DEPLOYER_HANDLER = "lambda_handlers.deploy_endpoint.handler"
+
+
+@dataclass
+class RoleDoc:
+    service: str              # sagemaker | stepfunctions | lambda | scheduler | events
+    name: str
+    arn: str
+    trust: dict[str, Any]
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    given: bool = False       # the config names an existing role: deploy creates nothing
+
+
+@dataclass(frozen=True)
+class Function:
+    """A Lambda function deploy creates: pipeline lambda stages, and (SageMaker target) the
+    endpoint deployer of each endpoint stage."""
+
+    stage: str
+    name: str
+    handler: str
+    environment: dict[str, str]
+    timeout: int
+    memory: int
+    deployer: bool = False    # the endpoint deployer of the SageMaker target
+
+
+class Arns:
+    def __init__(self, spec: PipelineSpec, account: str, region: str) -> None:
+        self.spec, self.account, self.region = spec, account, region
+        self.p = partition(spec.region)
+
+    def sm(self, kind: str, name: str) -> str:
+        return f"arn:{self.p}:sagemaker:{self.region}:{self.account}:{kind}/{name.lower()}"
+
+    def role(self, service: str) -> str:
+        given = self.spec.roles.get("lambda_" if service == "lambda" else service)
+        return given or f"arn:{self.p}:iam::{self.account}:role/{naming.role_name(self.spec.name, service)}"
+
+    def function(self, name: str) -> str:
+        return f"arn:{self.p}:lambda:{self.region}:{self.account}:function:{name}"
+
+    def topic(self) -> str:
+        return f"arn:{self.p}:sns:{self.region}:{self.account}:{naming.topic_name(self.spec.name)}"
+
+    def queue(self) -> str:
+        return f"arn:{self.p}:sqs:{self.region}:{self.account}:{naming.queue_name(self.spec.name)}"
+
+    def state_machine(self) -> str:
+        return f"arn:{self.p}:states:{self.region}:{self.account}:stateMachine:{naming.state_machine_name(self.spec.name)}"
+
+    def pipeline(self) -> str:
+        return self.sm("pipeline", naming.sagemaker_pipeline_name(self.spec.name))
+
+    def rule(self, name: str) -> str:
+        return f"arn:{self.p}:events:{self.region}:{self.account}:rule/{name}"
+
+    def schedule(self, name: str) -> str:
+        return f"arn:{self.p}:scheduler:{self.region}:{self.account}:schedule/default/{name}"
+
+    def log_group(self, name: str) -> str:
+        return f"arn:{self.p}:logs:{self.region}:{self.account}:log-group:{name}"
+
+    def bucket(self) -> str:
+        return f"arn:{self.p}:s3:::{self.spec.bucket}"
+
+    def objects(self, *sub: str) -> str:
+        path = "/".join(p for p in (self.spec.prefix, *sub) if p)
+        return f"arn:{self.p}:s3:::{self.spec.bucket}/{path + '/' if path else ''}*"
+
+    def ssm_parameter(self, name: str) -> str:
+        return f"arn:{self.p}:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
+
+def model_package_groups(spec: PipelineSpec) -> list[str]:
+    groups = sorted({s.model_package_group for s in spec.stages if s.kind == "register"})
+    return groups or [naming.model_package_group(spec.name)]
+
+
+def endpoint_stages(spec: PipelineSpec) -> list:
+    return [s for s in spec.stages if s.kind == "endpoint"]
+
+
+def functions(spec: PipelineSpec, target: str, account: str, region: str) -> list[Function]:
+    out = [Function(s.name, s.function_name, s.handler, dict(s.environment), s.timeout_seconds, s.memory_mb)
+           for s in spec.stages if isinstance(s, LambdaStage)]
+    if target == "sagemaker":
+        arns = Arns(spec, account, region)
+        for s in endpoint_stages(spec):
+            out.append(Function(s.name, naming.function_name(spec.name, s.name), DEPLOYER_HANDLER, {
+                "ENDPOINT_NAME": s.endpoint_name, "INSTANCE_TYPE": s.instance.type,
+                "INSTANCE_COUNT": str(s.instance.count if isinstance(s.instance.count, int) else 1),
+                "DATA_CAPTURE_PERCENTAGE": str(s.sampling_percentage if s.data_capture else 0),
+                "DATA_CAPTURE_URI": f"{spec.s3_root}/data-capture/{s.endpoint_name}",
+                "SAGEMAKER_ROLE_ARN": arns.role("sagemaker"),
+            }, 300, 256, deployer=True))
+    return out
+
+
+def _stmt(sid: str, actions: list[str], resources: list[str] | str, condition: dict | None = None) -> dict[str, Any]:
+    st: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": sorted(set(actions)),
+                          "Resource": sorted(set(resources)) if isinstance(resources, list) else resources}
+    if condition:
+        st["Condition"] = condition
+    return st
+
+
+def _doc(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": VERSION, "Statement": [s for s in statements if s]}
+
+
+def _pass_role(sid: str, sagemaker_role: str) -> dict[str, Any]:
+    return _stmt(sid, ["iam:PassRole"], [sagemaker_role],
+                 {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
+
+
+def trust(service: str, account: str, region: str, source_arns: list[str] | None = None) -> dict[str, Any]:
+    st: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": SERVICE_PRINCIPAL[service]},
+                          "Action": "sts:AssumeRole"}
+    if service in ("stepfunctions", "scheduler", "events"):
+        # confused-deputy protection: only this account's resources may assume the role
+        st["Condition"] = {"StringEquals": {"aws:SourceAccount": account}}
+    return {"Version": VERSION, "Statement": [st]}
+
+
+def _job_prefixes(spec: PipelineSpec) -> dict[str, list[str]]:
+    """Job kind -> job name prefixes of the Step Functions target (``<prefix>-<hash>-<retry>``)."""
+    out: dict[str, list[str]] = {}
+    for s in spec.stages:
+        if s.kind in JOB_KIND:
+            out.setdefault(JOB_KIND[s.kind], []).append(naming.job_prefix(spec.name, s.name))
+    return out
+
+
+def _sagemaker_execution(spec: PipelineSpec, a: Arns, target: str, fns: list[Function]) -> dict[str, Any]:
+    """What the jobs' containers need: data under the pipeline's prefix, images, logs."""
+    st = [
+        _stmt("ReadWritePipelineData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [a.objects()]),
+        _stmt("ListPipelinePrefix", ["s3:ListBucket", "s3:GetBucketLocation"], [a.bucket()],
+              {"StringLike": {"s3:prefix": [f"{spec.prefix}/*" if spec.prefix else "*", spec.prefix]}}
+              if spec.prefix else None),
+        _stmt("PullAlgorithmImages", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                                      "ecr:GetDownloadUrlForLayer"],
+              # SageMaker's algorithm and framework images live in AWS-owned accounts that vary by region
+              [f"arn:{a.p}:ecr:{a.region}:*:repository/*"]),
+        _stmt("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
+        _stmt("JobLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
+                          "logs:PutLogEvents"], [a.log_group("/aws/sagemaker/*")]),
+        _stmt("JobMetrics", ["cloudwatch:PutMetricData"], "*",
+              {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}}),
+    ]
+    return _doc(*st)
+
+
+def _sagemaker_pipelines(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str, Any]:
+    """What SageMaker Pipelines needs to run the pipeline with this role."""
+    st: list[dict[str, Any]] = []
+    # SageMaker Pipelines names what it creates `pipelines-<execution id>-<step>-<suffix>`; the
+    # execution id is random and the pipeline's name is not part of it, so `pipelines-*` is the
+    # tightest name scope IAM can express. The actions are still listed one by one, the model
+    # package group is the pipeline's own, and PassRole is limited to this very role.
+    jobs = {k: [a.sm(f"{k}-job", "pipelines-*")] for k in {JOB_KIND[s.kind] for s in spec.stages
+                                                           if s.kind in JOB_KIND}}
+    for kind, resources in sorted(jobs.items()):
+        st.append(_stmt(f"Pipeline{kind.title()}Jobs", JOB_ACTIONS[kind] + ["sagemaker:AddTags"], resources))
+    st.append(_stmt("PipelineModels", ["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:AddTags"],
+                    [a.sm("model", "pipelines-*")]))
+    groups = model_package_groups(spec)
+    st.append(_stmt("RegisterModels", ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
+                                       "sagemaker:AddTags"],
+                    [a.sm("model-package", f"{g}/*") for g in groups] + [a.sm("model-package-group", g)
+                                                                          for g in groups]))
+    st.append(_stmt("ListTagsOfOwnResources", ["sagemaker:ListTags"],
+                    [r for rs in jobs.values() for r in rs] + [a.sm("model", "pipelines-*")]))
+    if fns:
+        st.append(_stmt("InvokePipelineFunctions", ["lambda:InvokeFunction"],
+                        [a.function(f.name) for f in fns]))
+    st.append(_pass_role("PassThisRoleToSageMakerJobs", a.role("sagemaker")))
+    return _doc(*st)
+
+
+def _stepfunctions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str, Any]:
+    st = []
+    prefixes = _job_prefixes(spec)
+    for kind in sorted(prefixes):
+        resources = [a.sm(f"{kind}-job", f"{p}-*") for p in prefixes[kind]]
+        st.append(_stmt(f"{kind.title()}Jobs", JOB_ACTIONS[kind] + ["sagemaker:AddTags", "sagemaker:ListTags"],
+                        resources))
+        # .sync integrations: Step Functions manages one EventBridge rule per job type
+        st.append(_stmt(f"{kind.title()}JobCompletionRule", ["events:DescribeRule", "events:PutRule",
+                                                             "events:PutTargets"], [a.rule(SYNC_RULES[kind])]))
+    models = [naming.job_prefix(spec.name, s.name) for s in spec.stages if s.kind == "model"]
+    if models:
+        st.append(_stmt("CreateModels", ["sagemaker:CreateModel", "sagemaker:AddTags"],
+                        [a.sm("model", f"{m}-*") for m in models]))
+    endpoints = endpoint_stages(spec)
+    if endpoints:
+        configs = [a.sm("endpoint-config", naming.job_prefix(spec.name, f"{s.name}-cfg") + "-*") for s in endpoints]
+        names = [a.sm("endpoint", s.endpoint_name) for s in endpoints]
+        st.append(_stmt("EndpointConfigs", ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"], configs))
+        st.append(_stmt("Endpoints", ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
+                                      "sagemaker:DescribeEndpoint", "sagemaker:AddTags"], names + configs))
+        st.append(_stmt("FindEndpoint", ["sagemaker:ListEndpoints"], "*"))  # no resource-level support
+    groups = [s.model_package_group for s in spec.stages if s.kind == "register"]
+    if groups:
+        st.append(_stmt("RegisterModels", ["sagemaker:CreateModelPackage", "sagemaker:AddTags"],
+                        [a.sm("model-package", f"{g}/*") for g in groups]
+                        + [a.sm("model-package-group", g) for g in groups]))
+    if any(s.kind == "gate" for s in spec.stages):
+        st.append(_stmt("ReadEvaluationReports", ["s3:GetObject"], [a.objects("runs")]))
+    if fns:
+        st.append(_stmt("InvokePipelineFunctions", ["lambda:InvokeFunction"],
+                        sorted({a.function(f.name) for f in fns} | {a.function(f.name) + ":*" for f in fns})))
+    if any(s.kind == "approval" for s in spec.stages):
+        st.append(_stmt("AskForApproval", ["sns:Publish"], [a.topic()]))
+    st.append(_pass_role("PassSageMakerRole", a.role("sagemaker")))
+    # Logging to CloudWatch Logs (vended logs): AWS documents these with Resource "*" only.
+    st.append(_stmt("ExecutionLogDelivery", [
+        "logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups", "logs:DescribeResourcePolicies",
+        "logs:GetLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:UpdateLogDelivery"], "*"))
+    return _doc(*st)
+
+
+def _lambda_functions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str, Any]:
+    """The pipeline's own lambda stages: their logs and the SSM parameter they record."""
+    st = [_stmt("FunctionLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in fns])]
+    params = sorted({f.environment["PARAMETER_NAME"] for f in fns if f.environment.get("PARAMETER_NAME")})
+    if params:
+        st.append(_stmt("RecordModelName", ["ssm:GetParameter", "ssm:PutParameter"],
+                        [a.ssm_parameter(p) for p in params]))
+    return _doc(*st)
+
+
+def _endpoint_deployer(spec: PipelineSpec, a: Arns, deployers: list[Function]) -> dict[str, Any]:
+    """The SageMaker target's endpoint deployer (LambdaStep and model-approved rule)."""
+    groups = model_package_groups(spec)
+    endpoint_names = [f.environment["ENDPOINT_NAME"] for f in deployers]
+    # models come from the pipeline (`pipelines-*`) or from an approved package (`<group>-v<N>`)
+    models = [a.sm("model", "pipelines-*")] + [a.sm("model", f"{g}-v*") for g in groups]
+    configs = [a.sm("endpoint-config", "pipelines-*")] + [a.sm("endpoint-config", f"{g}-v*") for g in groups]
+    return _doc(
+        _stmt("DeployerLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+              [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in deployers]),
+        _stmt("ReadApprovedPackages", ["sagemaker:DescribeModelPackage"],
+              [a.sm("model-package", f"{g}/*") for g in groups]),
+        _stmt("ModelsFromPackages", ["sagemaker:CreateModel", "sagemaker:DescribeModel"], models),
+        _stmt("EndpointConfigs", ["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig"], configs),
+        _stmt("Endpoints", ["sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"],
+              [a.sm("endpoint", n) for n in endpoint_names] + configs),
+        _pass_role("PassSageMakerRoleToModels", a.role("sagemaker")),
+    )
+
+
+def _starter(sid: str, spec: PipelineSpec, a: Arns, target: str, dlq: bool) -> dict[str, Any]:
+    st = [_stmt(sid, ["states:StartExecution"], [a.state_machine()]) if target == "stepfunctions"
+          else _stmt(sid, ["sagemaker:StartPipelineExecution"], [a.pipeline()])]
+    if dlq:
+        st.append(_stmt("DeadLetterQueue", ["sqs:SendMessage"], [a.queue()]))
+    return _doc(*st)
+
+
+def policy_prefix(target: str) -> str:
+    """Inline policies only one target needs start with this; deploy of that target prunes them."""
+    return f"mlpipe-{target}-"
+
+
+def roles(spec: PipelineSpec, target: str, account: str | None = None, region: str | None = None) -> list[RoleDoc]:
+    """Every role a target's deployment uses, in creation order, with trust and inline policies.
+
+    Roles are shared by both targets (the renderers name them per service), so each inline
+    policy is either common (``mlpipe-<purpose>``) or belongs to one target
+    (``mlpipe-<target>-<purpose>``): deploying one target never removes the other's.
+    """
+    account = account or spec.account_id
+    region = region or spec.region
+    a = Arns(spec, account, region)
+    fns = functions(spec, target, account, region)
+    own = policy_prefix(target)
+    sagemaker = {"mlpipe-job-execution": _sagemaker_execution(spec, a, "stepfunctions", [])}
+    if target == "sagemaker":
+        sagemaker[own + "pipelines"] = _sagemaker_pipelines(spec, a, fns)
+    docs: list[tuple[str, dict[str, dict[str, Any]]]] = [("sagemaker", sagemaker)]
+    if target == "stepfunctions":
+        docs.append(("stepfunctions", {own + "run-pipeline": _stepfunctions(spec, a, fns)}))
+    lambdas: dict[str, dict[str, Any]] = {}
+    stage_fns = [f for f in fns if not f.deployer]
+    if stage_fns:
+        lambdas["mlpipe-functions"] = _lambda_functions(spec, a, stage_fns)
+    if any(f.deployer for f in fns):
+        lambdas[own + "endpoint-deployer"] = _endpoint_deployer(spec, a, [f for f in fns if f.deployer])
+    if lambdas:
+        docs.append(("lambda", lambdas))
+    if spec.schedule is not None:
+        docs.append(("scheduler", {own + "start": _starter("StartOnSchedule", spec, a, target,
+                                                          spec.schedule.dead_letter_queue)}))
+    if spec.trigger_prefix:
+        docs.append(("events", {own + "start": _starter("StartOnNewData", spec, a, target, False)}))
+    out = []
+    for service, pols in docs:
+        given = bool(spec.roles.get("lambda_" if service == "lambda" else service))
+        out.append(RoleDoc(service=service, name=naming.role_name(spec.name, service), arn=a.role(service),
+                           trust=trust(service, account, region), policies=pols, given=given))
+    return out
+
+
+def status_rule(spec: PipelineSpec, target: str) -> str:
+    return naming.rule_name(spec.name, f"{target}-status")
+
+
+def trigger_rule(spec: PipelineSpec, target: str) -> str:
+    return naming.rule_name(spec.name, f"{target}-new-data")
+
+
+def approved_rule(spec: PipelineSpec, stage: str) -> str:
+    return naming.rule_name(spec.name, f"{stage}-approved")
+
+
+def topic_policy(spec: PipelineSpec, account: str, region: str) -> dict[str, Any]:
+    """Let this account manage the topic and the pipeline's status rules (either target) publish."""
+    a = Arns(spec, account, region)
+    rule_arns = [a.rule(status_rule(spec, t)) for t in ("sagemaker", "stepfunctions")]
+    return _doc(
+        {"Sid": "AccountOwner", "Effect": "Allow", "Principal": {"AWS": f"arn:{a.p}:iam::{account}:root"},
+         "Action": ["sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic", "sns:Publish",
+                    "sns:SetTopicAttributes", "sns:Subscribe"], "Resource": a.topic()},
+        {"Sid": "StatusRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+         "Action": "sns:Publish", "Resource": a.topic(),
+         "Condition": {"ArnEquals": {"aws:SourceArn": sorted(rule_arns)}}},
+    )
+
+
+def wildcard_actions(doc: dict[str, Any]) -> list[str]:
+    """Actions with a wildcard (what the tests and iam-policy forbid)."""
+    bad = []
+    for st in doc.get("Statement", []):
+        actions = st.get("Action", [])
+        for action in [actions] if isinstance(actions, str) else actions:
+            if "*" in action or "?" in action:
+                bad.append(action)
+    return bad
