@@ -97,7 +97,7 @@ def model_from_package(event: Mapping[str, Any], sm) -> DeployRequest:
     containers = package.get("InferenceSpecification", {}).get("Containers") or []
     if not containers:
         raise InvalidEventError(f"model package {detail.ModelPackageArn} has no inference container")
-    group, _, version = detail.ModelPackageArn.rpartition("/")[2], None, detail.ModelPackageArn.rsplit("/", 1)[-1]
+    version = detail.ModelPackageArn.rsplit("/", 1)[-1]       # .../model-package/<group>/<version>
     group = detail.ModelPackageGroupName or package.get("ModelPackageGroupName") or "model"
     model_name = _safe(f"{group}-v{version}")
     try:

@@ -235,3 +235,27 @@ def test_deploy_uses_the_callers_account(moto_server, tmp_path):
     assert d.account == "123456789012" and d.spec.account_id == "123456789012"
     asl = d.files["stepfunctions/state_machine.asl.json"].decode()
     assert ":999999999999:" not in asl and ":123456789012:" in asl
+
+
+def test_changed_config_updates_only_what_changed(moto_server, capsys, tmp_path):
+    reset(moto_server)
+    assert deploy(moto_server, "stepfunctions", capsys=capsys)[0] == 0
+    text = Path(CONFIG).read_text()
+    changed = text.replace("threshold: 6.0", "threshold: 5.5").replace("cron(0 3 ? * MON *)", "cron(0 4 ? * MON *)")
+    assert changed != text
+    cfg = tmp_path / "abalone.yaml"
+    cfg.write_text(changed)
+    from workflows.cli import main
+
+    capsys.readouterr()
+    assert main(["--endpoint-url", moto_server, "deploy", "--config", str(cfg), "-o", "json"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out[out.index("["):])
+    updated = {r["resource"] for r in rows if r["action"] == "updated"} - MOTO_BLIND
+    assert updated == {"state machine", "schedule"}, rows
+    sched = client(moto_server, "scheduler").get_schedule(Name="mlpipe-abalone-stepfunctions-retrain")
+    assert sched["ScheduleExpression"] == "cron(0 4 ? * MON *)"
+    asl = client(moto_server, "stepfunctions").describe_state_machine(
+        stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone")["definition"]
+    assert "5.5" in asl
+    assert len(client(moto_server, "stepfunctions").list_state_machines()["stateMachines"]) == 1

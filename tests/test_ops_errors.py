@@ -146,3 +146,36 @@ def test_sagemaker_history_and_stop_with_stubber(tmp_path):
             assert ops.stop(args, clients=lambda service: sm) == 0
         stub.assert_no_pending_responses()
 
+
+
+def test_stop_twice_is_a_user_error(state_machine):
+    sfn = boto3.client("stepfunctions", endpoint_url=state_machine, region_name="us-east-1")
+    sfn.start_execution(stateMachineArn=SM_ARN, name="once")
+    assert run_cli("--endpoint-url", state_machine, "stop", "once", "--config", CONFIG).returncode == 0
+    _assert_user_error(run_cli("--endpoint-url", state_machine, "stop", "once", "--config", CONFIG),
+                       "already ended (ABORTED)")
+
+
+def test_sfn_history_groups_events_by_state():
+    from datetime import datetime, timedelta, timezone
+
+    from workflows.ops import sfn_stages
+
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ev = lambda i, kind, s=0, **d: {"id": i, "type": kind, "timestamp": t + timedelta(seconds=s), **d}  # noqa: E731
+    events = [
+        ev(1, "ExecutionStarted"),
+        ev(2, "PassStateEntered", 0, stateEnteredEventDetails={"name": "initialize"}),
+        ev(3, "PassStateExited", 1, stateExitedEventDetails={"name": "initialize"}),
+        ev(4, "TaskStateEntered", 1, stateEnteredEventDetails={"name": "train"}),
+        ev(5, "TaskScheduled", 1, taskScheduledEventDetails={"resourceType": "sagemaker"}),
+        ev(6, "TaskFailed", 95, taskFailedEventDetails={"error": "SageMaker.X", "cause": "capacity"}),
+        ev(7, "TaskStateExited", 95, stateExitedEventDetails={"name": "train"}),
+        ev(8, "FailStateEntered", 95, stateEnteredEventDetails={"name": "pipeline-failed"}),
+        ev(9, "ExecutionFailed", 95, executionFailedEventDetails={"error": "SageMaker.X"}),
+    ]
+    rows = {r["stage"]: r for r in sfn_stages(events)}
+    assert rows["initialize"]["status"] == "succeeded" and rows["initialize"]["duration"] == "1s"
+    assert rows["train"]["status"] == "failed" and rows["train"]["duration"] == "1m34s"
+    assert rows["train"]["error"] == "SageMaker.X capacity" and rows["train"]["type"] == "Task"
+    assert rows["pipeline-failed"]["status"] == "failed"

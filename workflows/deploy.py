@@ -303,6 +303,24 @@ def print_rows(items: list[dict[str, str]], output: str, stream=None) -> None:
         print(f"{r['resource']:<{w1}}  {r['name']:<{w2}}  {r['action']}", file=stream)
 
 
+_RENDERED: dict[tuple[str, str], dict[str, bytes]] = {}
+
+
+def render_cached(spec: PipelineSpec, target: str) -> dict[str, bytes]:
+    """``workflows.build.render`` (seconds: the SDKs build every step), once per spec
+    fingerprint (config + code hashes + account) and target in this process. Build output is
+    deterministic, so a repeated deploy or export in one process reuses it."""
+    import contextlib
+
+    key = (spec.fingerprint, target)
+    if key not in _RENDERED:
+        with contextlib.redirect_stdout(sys.stderr):  # the sagemaker SDK logs to stdout; keep it for results
+            from workflows.build import render
+
+            _RENDERED[key] = render(spec, target)
+    return _RENDERED[key]
+
+
 def prepare(args: argparse.Namespace, clients=None) -> Deployment:
     from config.loader import load_config
 
@@ -311,12 +329,7 @@ def prepare(args: argparse.Namespace, clients=None) -> Deployment:
     region = aws.region or aws.region_name
     account = aws.account_id()
     spec = load_for_account(args.config, aws, region, account)
-    import contextlib
-
-    with contextlib.redirect_stdout(sys.stderr):  # the sagemaker SDK logs to stdout; keep it for results
-        from workflows.build import render
-
-        files = render(spec, args.target)
+    files = render_cached(spec, args.target)
     return Deployment(spec=spec, target=args.target, aws=aws, account=account, region=region, files=files)
 
 

@@ -192,16 +192,13 @@ def write_atomic(path: Path, text: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from steps.pipeline import load_spec
-    from workflows.build import STATE_MACHINE_FILE, render
-    from workflows.deploy import build_zip
+    from workflows.build import STATE_MACHINE_FILE
+    from workflows.deploy import build_zip, render_cached
 
     out = Path(args.out)
     dump({}, out)  # fail on an unknown suffix before the (slow) render
     spec = load_spec(args.config)
-    import contextlib
-
-    with contextlib.redirect_stdout(sys.stderr):  # the sagemaker SDK logs to stdout
-        files = render(spec, "stepfunctions")
+    files = render_cached(spec, "stepfunctions")
     sha = hashlib.sha256(build_zip()).hexdigest()
     key = "/".join(p for p in (spec.prefix, "assets", "lambda", sha[:16], "lambda.zip") if p)
     doc = template(spec, files[STATE_MACHINE_FILE].decode(), key)

@@ -115,26 +115,24 @@ def target_of(args: argparse.Namespace, clients=None) -> Target:
 
 
 def _call(t: Target, doing: str, fn: Callable[[], Any], on_not_found: Callable[[Exception], Any] | None = None):
-    """Run an AWS call; on not-found try the caller's real account once, then explain."""
-    try:
-        with aws_errors(doing):
-            try:
-                return fn()
-            except Exception as exc:
-                if not is_not_found(exc):
-                    raise
-                if t.config_account and t.real_account():
-                    try:
-                        return fn()
-                    except Exception as exc2:
-                        if not is_not_found(exc2):
-                            raise
-                        exc = exc2
-                if on_not_found is not None:
-                    return on_not_found(exc)
+    """Run an AWS call; on not-found try the caller's real account once (the config may name
+    another account than deploy used), then explain."""
+    with aws_errors(doing):
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_not_found(exc):
                 raise
-    except UserError:
-        raise
+            if t.config_account and t.real_account():
+                try:
+                    return fn()
+                except Exception as exc2:
+                    if not is_not_found(exc2):
+                        raise
+                    exc = exc2
+            if on_not_found is not None:
+                return on_not_found(exc)
+            raise
 
 
 # --- parameters ------------------------------------------------------------------------------
@@ -381,6 +379,9 @@ def stop(args: argparse.Namespace, clients=None) -> int:
     t = target_of(args, clients)
     arn = resolve(t, args.execution)
     info = describe(t, arn, args.execution)        # validates it exists (clear error otherwise)
+    if info["status"] in SFN_TERMINAL | SM_TERMINAL:
+        raise UserError(f"execution {info['name']} already ended ({info['status']}); nothing to stop",
+                        source=t.source)
     if t.target == "stepfunctions":
         from workflows.aws import stepfunctions_client as sfc
 
@@ -425,7 +426,6 @@ def history(args: argparse.Namespace, clients=None) -> int:
 def sfn_stages(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group Step Functions history events by state: entered/exited/failed, with durations."""
     stages: dict[str, dict[str, Any]] = {}
-    by_id: dict[int, str] = {}
     current: str | None = None
     for ev in events:
         kind = ev.get("type", "")
@@ -455,7 +455,6 @@ def sfn_stages(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 stages[target]["status"] = "failed" if kind.endswith("Failed") else "timed out"
                 err = " ".join(str(details.get(k, "")) for k in ("error", "cause") if details.get(k))
                 stages[target]["error"] = err[:200]
-        by_id[ev.get("id", 0)] = current or ""
     out = []
     for row in stages.values():
         row["duration"] = _dur(row["entered"], row["exited"]) if row["exited"] or row["status"] == "running" else ""

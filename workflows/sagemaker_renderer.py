@@ -23,6 +23,31 @@ logging.getLogger("sagemaker").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", module=r"sagemaker(\..*)?$")
 warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
 
+import contextlib  # noqa: E402
+
+_AMBIENT = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+@contextlib.contextmanager
+def isolated_env(region: str | None = None):
+    """Rendering must not depend on the caller's AWS setup. Both SDKs build boto3 sessions
+    from the environment (``import sagemaker`` at import time; the stepfunctions SDK to pick
+    the ARN partition), so a broken AWS_PROFILE or another AWS_REGION would fail or change
+    a build. Hide the profile and pin the region to the spec's while the SDKs run."""
+    saved = {k: os.environ.pop(k) for k in _AMBIENT if k in os.environ}
+    if region:
+        os.environ["AWS_DEFAULT_REGION"] = region
+    try:
+        yield
+    finally:
+        for k in _AMBIENT:
+            os.environ.pop(k, None)
+        os.environ.update(saved)
+
+
+with isolated_env():
+    import sagemaker  # noqa: E402,F401
+
 import boto3  # noqa: E402
 from sagemaker import image_uris  # noqa: E402
 from sagemaker.estimator import Estimator  # noqa: E402
@@ -73,8 +98,13 @@ class OfflineCallError(RuntimeError):
 
 
 def offline_session(spec: PipelineSpec) -> PipelineSession:
-    boto_session = boto3.Session(region_name=spec.region, aws_access_key_id="offline",
-                                 aws_secret_access_key="offline")
+    # Rendering must not depend on the caller's AWS setup: no profile is read (a missing or
+    # broken AWS_PROFILE cannot fail a build) and the credentials are dummies that never leave.
+    import botocore.session
+
+    isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    boto_session = boto3.Session(botocore_session=isolated, region_name=spec.region,
+                                 aws_access_key_id="offline", aws_secret_access_key="offline")
 
     def refuse(event_name: str, **_: Any) -> None:
         raise OfflineCallError(f"the sagemaker SDK attempted an AWS call while rendering: {event_name}")
@@ -333,4 +363,5 @@ _BRANCH_KINDS = ("gate", "approval")
 
 def render_pipeline(spec: PipelineSpec) -> dict[str, Any]:
     """The pipeline definition as a dict (``mlpipe build`` writes it with sorted keys)."""
-    return json.loads(_Renderer(spec).render().definition())
+    with isolated_env(spec.region):
+        return json.loads(_Renderer(spec).render().definition())

@@ -25,6 +25,8 @@ from typing import Any
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
+# First: the sagemaker adapter imports the SDK the way rendering needs it (quiet, profile-proof).
+from workflows.sagemaker_renderer import image_uri, inference_image_uri, isolated_env, offline_session  # noqa: E402
 from sagemaker.estimator import Estimator  # noqa: E402
 from sagemaker.inputs import TrainingInput  # noqa: E402
 from sagemaker.model import Model  # noqa: E402
@@ -45,7 +47,6 @@ from steps.spec import (  # noqa: E402
     ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage, TransformStage,
 )
 from workflows.aws_names import lambda_arn, role_arn, topic_arn  # noqa: E402
-from workflows.sagemaker_renderer import image_uri, inference_image_uri, offline_session  # noqa: E402
 
 HASH = "$.run.hash"
 RETRY = "$$.State.RetryCount"
@@ -159,24 +160,27 @@ class _Renderer:
         return self.guard(step, s, selector, sagemaker_job=True)
 
     def training(self, s: TrainingStage) -> list:
+        # Hyperparameters go through the estimator, so the SDK formats them exactly as the
+        # SageMaker renderer's does (strings for algorithms, JSON for framework containers).
         common = dict(
             instance_type=s.instance.type, instance_count=self.path(s.instance.count),
             volume_size=s.instance.volume_gb, max_run=s.instance.max_runtime_seconds, role=self.role,
             sagemaker_session=self.session, output_path=s.output_path or self.run_uri(s.name),
             checkpoint_s3_uri=s.checkpoint_path, disable_profiler=True, debugger_hook_config=False,
+            hyperparameters=dict(s.hyperparameters),
         )
-        hyperparameters = dict(s.hyperparameters)
+        overrides = None
         if s.image.kind == "algorithm":
             estimator = Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
         else:
             estimator = PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
                                 framework_version=s.image.version, py_version=s.image.py_version, **common)
             # The SDK would put a timestamped job name here; the real one is only known at run time.
-            hyperparameters["sagemaker_job_name"] = json.dumps(naming.job_prefix(self.spec.name, s.name))
+            overrides = {"sagemaker_job_name": json.dumps(naming.job_prefix(self.spec.name, s.name))}
         step = TrainingStep(
             s.name, estimator=estimator, job_name=job_name(self.spec, s.name),
             data={k: TrainingInput(self.path(v), content_type=s.content_type) for k, v in s.inputs.items()},
-            hyperparameters=hyperparameters, result_path=self.result_path(s),
+            hyperparameters=overrides, result_path=self.result_path(s),
         )
         return [self.guard(step, s, {"job_name.$": "$.TrainingJobName",
                                      "model.$": "$.ModelArtifacts.S3ModelArtifacts"}, sagemaker_job=True)]
@@ -383,6 +387,11 @@ def _rewrite(node: Any) -> Any:
 
 
 def render_state_machine(spec: PipelineSpec) -> dict[str, Any]:
+    with isolated_env(spec.region):
+        return _render(spec)
+
+
+def _render(spec: PipelineSpec) -> dict[str, Any]:
     renderer = _Renderer(spec)
     start = renderer.graph()
     workflow = Workflow(name=naming.state_machine_name(spec.name), definition=Chain([start]),
