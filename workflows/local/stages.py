@@ -122,8 +122,9 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
         with urllib.request.urlopen(f"{url}/ping", timeout=10) as r:
             assert r.status == 200, f"/ping answered {r.status}"
         served = []
-        for start in range(0, len(rows), 100):  # a few requests, as a client would send
-            body = ("\n".join(rows[start:start + 100]) + "\n").encode()
+        size = max(1, len(rows) // 100)  # about a hundred requests, as clients would send them
+        for start in range(0, len(rows), size):
+            body = ("\n".join(rows[start:start + size]) + "\n").encode()
             req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "text/csv"})
             with urllib.request.urlopen(req, timeout=30) as r:
                 served += [float(x) for x in r.read().decode().split()]
