@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLES, ROOT, run_cli
+from moto_server import moto_server  # noqa: F401  (fixture)
 from test_local_run import mlpipe_run, stage_status
 
 
@@ -154,7 +155,7 @@ def test_mlflow_tracking_logs_the_run(runs):
     assert proc.returncode == 0, proc.stderr
     import mlflow
 
-    mlflow.set_tracking_uri((runs / "mlruns").resolve().as_uri())
+    mlflow.set_tracking_uri(f"sqlite:///{(runs / 'mlflow.db').resolve()}")
     found = mlflow.search_runs(experiment_names=["quickstart"], filter_string=f"tags.`mlpipe.run_id` = '{doc['run_id']}'")
     assert len(found) == 1
     assert found.iloc[0]["metrics.mse"] == pytest.approx(doc["metrics"]["mse"])
@@ -177,3 +178,24 @@ def test_pytorch_pipeline_runs_locally(runs, tmp_path):
         assert {"model.pt", "code/inference.py"} <= set(tar.getnames())
     log = (run_dir / "stages/train/log.txt").read_text()
     assert "epoch=4" in log  # max_epochs 5, counted from 0
+
+
+def test_s3_input_through_endpoint_url_records_uri_and_etag(runs, moto_server, tmp_path):
+    import boto3
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="mlpipe-input-test")
+    s3.put_object(Bucket="mlpipe-input-test", Key="data/diabetes.csv", Body=frame.to_csv(index=False).encode())
+    etag = s3.head_object(Bucket="mlpipe-input-test", Key="data/diabetes.csv")["ETag"].strip('"')
+    proc = run_cli("--endpoint-url", moto_server, "run", "--runs-dir", str(runs), "--output", "json",
+                   "--input", "s3://mlpipe-input-test/data/diabetes.csv", "--target", "target")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    lineage = json.loads(run_cli("lineage", doc["run_id"], "--runs-dir", str(runs), "--output", "json").stdout)
+    assert lineage["data"]["InputData"]["source"] == "s3://mlpipe-input-test/data/diabetes.csv"
+    assert lineage["data"]["InputData"]["etag"] == etag
+    proc = run_cli("--endpoint-url", moto_server, "run", "--runs-dir", str(runs),
+                   "--input", "s3://mlpipe-input-test/nope.csv", "--target", "target")
+    assert proc.returncode == 2 and "nope.csv" in proc.stderr and "Traceback" not in proc.stderr

@@ -88,7 +88,8 @@ def _options_from_args(args: argparse.Namespace):
                    target_column=args.target_column, delimiter=args.delimiter, header=args.header,
                    categorical=args.categorical, problem_type=args.problem_type, gate_threshold=args.gate_threshold,
                    approval=args.approval, params=_parse_params(args.param), no_cache=args.no_cache,
-                   tracking_uri=args.tracking_uri)
+                   tracking_uri=args.tracking_uri,
+                   aws={"endpoint_url": args.endpoint_url, "region": args.region, "profile": args.profile})
 
 
 # --- progress and summary ----------------------------------------------------------------------

@@ -40,13 +40,13 @@ def materialize_bundled(name: str, cache: Path) -> Path:
     return out
 
 
-def fetch(source: str, cache: Path, session_factory=None) -> tuple[Path, dict]:
+def fetch(source: str, cache: Path, aws: dict | None = None) -> tuple[Path, dict]:
     """A local file for ``source`` and its lineage record (content hash, or S3 URI + ETag)."""
     if source.startswith("sklearn:"):
         path = materialize_bundled(source.split(":", 1)[1], cache)
         return path, {"source": source, "sha256": sha256_file(path)}
     if source.startswith("s3://"):
-        return _download(source, cache, session_factory)
+        return _download(source, cache, aws or {})
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(f"input data {source!r} does not exist", fix="pass an existing file or directory with --input")
@@ -56,20 +56,20 @@ def fetch(source: str, cache: Path, session_factory=None) -> tuple[Path, dict]:
     return path.resolve(), {"source": str(path.resolve()), "sha256": digest}
 
 
-def _download(uri: str, cache: Path, session_factory) -> tuple[Path, dict]:
-    from workflows.aws.session import client  # AWS only at the edge, and only when asked
+def _download(uri: str, cache: Path, aws: dict) -> tuple[Path, dict]:
+    """S3 input through the same client factory as every other AWS call (honours
+    --endpoint-url, --region, --profile and the standard AWS settings)."""
+    from workflows.aws.session import Aws, aws_errors
 
     bucket, _, key = uri[5:].partition("/")
-    s3 = (session_factory or client)("s3")
-    try:
+    s3 = Aws(**aws).client("s3")
+    with aws_errors(f"reading {uri} (or pass a local file with --input)"):
         head = s3.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:
-        raise UserError(f"cannot read {uri}: {exc}",
-                        fix="check credentials and --endpoint-url, or pass a local file with --input") from None
     etag = head["ETag"].strip('"')
     out = cache / "s3" / hashlib.sha256(f"{uri}@{etag}".encode()).hexdigest()[:16] / Path(key).name
     if not out.is_file():
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with aws_errors(f"reading {uri}"):
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         write_bytes(out, body)
     return out, {"source": uri, "etag": etag, "sha256": sha256_file(out)}
 

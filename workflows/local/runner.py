@@ -48,6 +48,7 @@ class Options:
     params: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     tracking_uri: str | None = None
+    aws: dict[str, str | None] = field(default_factory=dict)  # endpoint_url, region, profile for S3 inputs
 
 
 class StageFailed(Exception):
@@ -153,7 +154,7 @@ class LocalRun:
             source = self.record["parameters"][param]
             if not explicit and source.startswith("s3://"):
                 return None  # an example's S3 default: the caller falls back to local data
-        path, lineage = fetch(source, self.root / ".datasets")
+        path, lineage = fetch(source, self.root / ".datasets", self.options.aws)
         self.record.setdefault("lineage_inputs", {})[param] = lineage
         return path
 
@@ -274,7 +275,7 @@ class LocalRun:
             return path
         resolved = self.resolve(value, stage)
         if isinstance(resolved, str) and resolved.startswith("s3://"):
-            return fetch(resolved, self.root / ".datasets")[0]
+            return fetch(resolved, self.root / ".datasets", self.options.aws)[0]
         return Path(resolved)
 
     def _training(self, stage: TrainingStage, work: Path) -> dict:

@@ -1,8 +1,10 @@
 """Experiment tracking with MLflow, when the optional ``tracking`` extra is installed.
 
 SageMaker's managed MLflow is AWS's successor to SageMaker Experiments, so the same calls
-work against a local file store (default: ``runs/mlruns``) or any tracking URI. Without
-MLflow nothing is logged and nothing breaks.
+work against a local store under the runs directory (default: ``runs/mlflow.db``, a SQLite
+store, with artifacts in ``runs/mlartifacts``; MLflow's plain file store is deprecated) or any
+tracking URI. Without MLflow nothing is logged and nothing breaks; a tracking failure is
+reported as a warning and never fails the run.
 """
 
 from __future__ import annotations
@@ -17,16 +19,33 @@ def available() -> bool:
 
 
 def default_uri(root: Path) -> str:
-    return (root / "mlruns").resolve().as_uri()
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
 def log_run(record: dict[str, Any], root: Path, tracking_uri: str | None = None) -> str | None:
     """Log a finished local run; returns the MLflow run id, or None without MLflow."""
     if not available():
         return None
+    try:
+        return _log(record, root, tracking_uri)
+    except Exception as exc:  # tracking is a side channel: report, never fail the run
+        import sys
+
+        print(f"warning: MLflow tracking failed: {exc}", file=sys.stderr)
+        record["tracking"] = {"error": str(exc)}
+        return None
+
+
+def _log(record: dict[str, Any], root: Path, tracking_uri: str | None) -> str:
+    import logging
+
     import mlflow
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri or default_uri(root))
+    if mlflow.get_experiment_by_name(record["pipeline"]) is None:
+        mlflow.create_experiment(record["pipeline"], artifact_location=(root / "mlartifacts").resolve().as_uri())
     mlflow.set_experiment(record["pipeline"])
     lineage = record.get("lineage", {})
     with mlflow.start_run(run_name=record["run_id"]) as run:
