@@ -1,0 +1,48 @@
+"""What is deployed where, for ``mlpipe describe --target``: read-only lookups of the resources
+deploy creates (names come from steps/naming.py, so nothing needs to be remembered locally)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from steps import naming
+from steps.spec import PipelineSpec
+from workflows.aws import lambda_client, sagemaker_client, scheduler_client, stepfunctions_client
+from workflows.aws.session import aws_errors, from_args
+
+
+def deployed_resources(spec: PipelineSpec, args: argparse.Namespace, clients=None) -> list[dict[str, Any]]:
+    aws = from_args(args, spec.region, clients)
+    account = aws.account_id()
+    region = aws.region_name
+    rows: list[dict[str, Any]] = []
+    with aws_errors("looking up the deployed resources"):
+        if args.target == "stepfunctions":
+            name = naming.state_machine_name(spec.name)
+            arn = f"arn:aws:states:{region}:{account}:stateMachine:{name}"
+            found = stepfunctions_client.describe_state_machine(aws.client("stepfunctions"), arn)
+            rows.append({"resource": "state machine", "name": name, "arn": found["stateMachineArn"] if found else None,
+                         "state": found.get("status", "ACTIVE") if found else "not deployed"})
+        else:
+            name = naming.sagemaker_pipeline_name(spec.name)
+            found = sagemaker_client.describe_pipeline(aws.client("sagemaker"), name)
+            rows.append({"resource": "sagemaker pipeline", "name": name, "arn": found["PipelineArn"] if found else None,
+                         "state": found.get("PipelineStatus", "") if found else "not deployed"})
+        if spec.schedule:
+            sched_name = naming.schedule_name(spec.name, args.target)
+            sched = scheduler_client.get_schedule(aws.client("scheduler"), sched_name)
+            rows.append({"resource": "schedule", "name": sched_name, "arn": sched["Arn"] if sched else None,
+                         "state": f"{sched['State']} {sched['ScheduleExpression']}" if sched else "not deployed"})
+        lam = aws.client("lambda")
+        for stage in spec.stages:
+            fn = getattr(stage, "function_name", None) or (
+                naming.function_name(spec.name, stage.name) if stage.kind == "endpoint" and args.target == "sagemaker"
+                else None)
+            if fn:
+                found = lambda_client.get_function(lam, fn)
+                config = (found or {}).get("Configuration", found or {})
+                rows.append({"resource": f"function ({stage.name})", "name": fn,
+                             "arn": config.get("FunctionArn") if found else None,
+                             "state": config.get("State", "Active") if found else "not deployed"})
+    return rows
