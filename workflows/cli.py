@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p, required=True)
     _target_arg(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--assets-only", action="store_true",
+                   help="only upload the code assets and the Lambda zip (for a CloudFormation deploy)")
     _output_arg(p)
 
     p = add("start", "start an execution", _lazy("workflows.ops", "start"), aws=True)

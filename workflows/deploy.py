@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
+import hashlib
 import json
 import os
 import sys
@@ -125,6 +126,15 @@ def load_for_account(config: str, aws: Aws, region: str, account: str) -> Pipeli
     return load_spec(config, env)
 
 
+ASSET_RESOURCES = ("s3 bucket", "code asset", "lambda package")
+
+
+def lambda_package_key(spec, zip_bytes: bytes) -> str:
+    """Content-addressed S3 key of the Lambda zip: what CloudFormation's Lambda code points at."""
+    sha = hashlib.sha256(zip_bytes).hexdigest()
+    return "/".join(p for p in (spec.prefix, "assets", "lambda", sha[:16], "lambda.zip") if p)
+
+
 def plan(d: Deployment) -> None:
     spec, a = d.spec, d.arns
     tags = {"mlpipe:pipeline": spec.name, **dict(spec.tags)}
@@ -135,6 +145,10 @@ def plan(d: Deployment) -> None:
         data = d.files[f"assets/{asset.key}"]
         d.add("code asset", asset.uri, lambda apply, asset=asset, data=data: s3_client.upload_if_changed(
             d.c("s3"), spec.bucket, asset.key, data, asset.sha256, apply))
+    package = build_zip()
+    package_key = lambda_package_key(spec, package)
+    d.add("lambda package", f"s3://{spec.bucket}/{package_key}", lambda apply: s3_client.upload_if_changed(
+        d.c("s3"), spec.bucket, package_key, package, hashlib.sha256(package).hexdigest(), apply))
 
     log_group = naming.log_group_name(spec.name)
     if d.target == "stepfunctions":
@@ -164,7 +178,7 @@ def plan(d: Deployment) -> None:
 
     fns = policies.functions(spec, d.target, d.account, region)
     if fns:
-        code = build_zip()
+        code = package
         for fn in fns:
             d.add("lambda function", fn.name, lambda apply, fn=fn: lambda_client.upsert_function(
                 d.c("lambda"), name=fn.name, zip_bytes=code, handler=fn.handler, role_arn=a.role("lambda"),
@@ -336,6 +350,8 @@ def prepare(args: argparse.Namespace, clients=None) -> Deployment:
 def main(args: argparse.Namespace, clients=None) -> int:
     d = prepare(args, clients)
     plan(d)
+    if getattr(args, "assets_only", False):  # for CloudFormation deploys: upload what the template uses
+        d.steps = [step for step in d.steps if step.resource in ASSET_RESOURCES]
     apply = not args.dry_run
     try:
         execute(d, apply)

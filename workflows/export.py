@@ -11,7 +11,6 @@ output file's suffix; written atomically.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -193,17 +192,16 @@ def write_atomic(path: Path, text: str) -> None:
 def main(args: argparse.Namespace) -> int:
     from steps.pipeline import load_spec
     from workflows.build import STATE_MACHINE_FILE
-    from workflows.deploy import build_zip, render_cached
+    from workflows.deploy import build_zip, lambda_package_key, render_cached
 
     out = Path(args.out)
     dump({}, out)  # fail on an unknown suffix before the (slow) render
     spec = load_spec(args.config)
     files = render_cached(spec, "stepfunctions")
-    sha = hashlib.sha256(build_zip()).hexdigest()
-    key = "/".join(p for p in (spec.prefix, "assets", "lambda", sha[:16], "lambda.zip") if p)
+    key = lambda_package_key(spec, build_zip())
     doc = template(spec, files[STATE_MACHINE_FILE].decode(), key)
     write_atomic(out, dump(doc, out))
     print(str(out))
-    print(f"exported {spec.name} (stepfunctions) as CloudFormation; upload the Lambda zip to "
-          f"s3://{spec.bucket}/{key} or set LambdaCodeBucket/LambdaCodeKey", file=sys.stderr)
+    print(f"exported {spec.name} (stepfunctions) as CloudFormation; `mlpipe deploy --assets-only` "
+          f"uploads the code assets and the Lambda zip (s3://{spec.bucket}/{key}) it refers to", file=sys.stderr)
     return 0

@@ -312,7 +312,6 @@ def reject_local(args: argparse.Namespace) -> int:
 
 
 def _downstream(record: dict, stage: str) -> list[str]:
-    from steps.pipeline import build_spec  # noqa: F401  (keeps the import graph honest)
     from workflows.local.runner import Options
 
     spec = _spec_for(Options(**record["options"]))

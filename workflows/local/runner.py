@@ -352,9 +352,7 @@ class LocalRun:
         return self._result_outputs(work, ["model_package_arn", "version", "group", "approval_status"])
 
     def _approval(self, stage: Stage, work: Path) -> dict:
-        decision = self.record["approvals"].get(stage.name)
-        if decision == "rejected":
-            raise StageFailed(stage.name, 0, "rejected")  # handled by _reject(); not reached normally
+        decision = self.record["approvals"].get(stage.name)  # set by `mlpipe approve RUN_ID`
         self._job(stage, work, call="workflows.local.stages:approval",
                   kwargs={"mode": self.options.approval, "decision": decision})
         return {"decision": {"value": decision or "approved"}}
