@@ -141,6 +141,10 @@ class _Renderer:
         self.role = role_arn(spec, "sagemaker")
         self.params = {p.name: _PARAMETER_TYPES[p.type](name=p.name, default_value=p.default)
                        for p in spec.parameters}
+        # Lineage: SageMaker Pipelines links each job to its execution itself; the tags add the
+        # config that produced the definition.
+        self.tags = [{"Key": "mlpipe:pipeline", "Value": spec.name},
+                     {"Key": "mlpipe:config-hash", "Value": spec.fingerprint}]
         self.steps: dict[str, Any] = {}
         self.models: dict[str, Model] = {}
         self.property_files: dict[str, PropertyFile] = {}
@@ -185,6 +189,7 @@ class _Renderer:
             instance_count=self.value(s.instance.count), volume_size_in_gb=s.instance.volume_gb,
             max_runtime_in_seconds=s.instance.max_runtime_seconds, role=self.role,
             sagemaker_session=self.session, base_job_name=naming.job_prefix(self.spec.name, s.name),
+            tags=self.tags,
         )
         args = processor.run(
             code=s.code.uri,
@@ -203,7 +208,7 @@ class _Renderer:
             sagemaker_session=self.session, hyperparameters=dict(s.hyperparameters),
             output_path=s.output_path or self.run_uri(s.name),
             checkpoint_s3_uri=s.checkpoint_path, base_job_name=naming.job_prefix(self.spec.name, s.name),
-            disable_profiler=True, debugger_hook_config=False,
+            disable_profiler=True, debugger_hook_config=False, tags=self.tags,
         )
         if s.image.kind == "algorithm":
             estimator = Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
@@ -219,7 +224,7 @@ class _Renderer:
             instance_type=s.instance.type, instance_count=self.value(s.instance.count),
             volume_size_in_gb=s.instance.volume_gb, max_runtime_in_seconds=s.instance.max_runtime_seconds,
             role=self.role, sagemaker_session=self.session,
-            base_job_name=naming.job_prefix(self.spec.name, s.name),
+            base_job_name=naming.job_prefix(self.spec.name, s.name), tags=self.tags,
         )
         report = PropertyFile(name=f"{s.name}-report", output_name="evaluation", path="evaluation.json")
         self.property_files[s.name] = report
@@ -253,7 +258,7 @@ class _Renderer:
     def model(self, s: ModelStage) -> ModelStep:
         model = self.model_for(s, s.inputs["model_data"], s.image, s.instance.type)
         self.models[s.name] = model
-        return ModelStep(name=s.name, step_args=model.create(instance_type=s.instance.type),
+        return ModelStep(name=s.name, step_args=model.create(instance_type=s.instance.type, tags=self.tags),
                          depends_on=self.depends(s) or None)
 
     def register(self, s: RegisterStage) -> ModelStep:
@@ -267,7 +272,7 @@ class _Renderer:
             content_types=list(s.content_types), response_types=list(s.response_types),
             inference_instances=list(s.inference_instances), transform_instances=list(s.transform_instances),
             model_package_group_name=s.model_package_group, approval_status=self.value(s.inputs["approval_status"]),
-            model_metrics=metrics,
+            model_metrics=metrics, customer_metadata_properties={"mlpipe:config-hash": self.spec.fingerprint},
         )
         return ModelStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
 
@@ -276,7 +281,7 @@ class _Renderer:
             model_name=self.value(s.inputs["model"]), instance_type=s.instance.type,
             instance_count=self.value(s.instance.count), output_path=self.run_uri(s.name),
             accept=s.content_type, assemble_with="Line", sagemaker_session=self.session,
-            base_transform_job_name=naming.job_prefix(self.spec.name, s.name),
+            base_transform_job_name=naming.job_prefix(self.spec.name, s.name), tags=self.tags,
         )
         args = transformer.transform(data=self.value(s.inputs["data"]), content_type=s.content_type,
                                      split_type="Line", join_source="Input")

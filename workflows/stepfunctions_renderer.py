@@ -107,6 +107,11 @@ class _Renderer:
     def run_uri(self, *parts: str) -> str:
         return dyn(fmt(f"{self.spec.s3_root}/runs/{{}}/{'/'.join(parts)}", "$.run.execution"))
 
+    def tags(self) -> dict[str, str]:
+        """Lineage on every SageMaker resource: which run made it, from which config."""
+        return {"mlpipe:pipeline": self.spec.name, "mlpipe:config-hash": self.spec.fingerprint,
+                "mlpipe:run-id": dyn("$.run.execution")}
+
     def result_path(self, stage: Stage) -> str:
         return f"$.stages.{state_id(stage.name)}"
 
@@ -152,7 +157,7 @@ class _Renderer:
                                       destination=self.run_uri(s.name, o)) for o in outputs],
             container_entrypoint=["python3", f"{CODE_DIR}/{s.code.name}"],
             container_arguments=arguments or None,
-            result_path=self.result_path(s),
+            result_path=self.result_path(s), tags=self.tags(),
         )
         selector = {"job_name.$": "$.ProcessingJobName"}
         selector.update({f"{o}.$": f"$.ProcessingOutputConfig.Outputs[{i}].S3Output.S3Uri"
@@ -180,7 +185,7 @@ class _Renderer:
         step = TrainingStep(
             s.name, estimator=estimator, job_name=job_name(self.spec, s.name),
             data={k: TrainingInput(self.path(v), content_type=s.content_type) for k, v in s.inputs.items()},
-            hyperparameters=overrides, result_path=self.result_path(s),
+            hyperparameters=overrides, result_path=self.result_path(s), tags=self.tags(),
         )
         return [self.guard(step, s, {"job_name.$": "$.TrainingJobName",
                                      "model.$": "$.ModelArtifacts.S3ModelArtifacts"}, sagemaker_job=True)]
@@ -218,7 +223,7 @@ class _Renderer:
                                       "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
                                  image_uri=inference_image_uri(s.image, self.spec.region, s.instance.type))
         step = ModelStep(s.name, model=model, model_name=run_name(self.spec, s.name),
-                         instance_type=s.instance.type, result_path=self.result_path(s))
+                         instance_type=s.instance.type, result_path=self.result_path(s), tags=self.tags())
         # CreateModel returns only the ARN; the name is its last path segment.
         return [self.guard(step, s, {"model_name.$": "States.ArrayGetItem(States.StringSplit($.ModelArn, '/'), 1)"})]
 
@@ -236,6 +241,7 @@ class _Renderer:
                 "SupportedRealtimeInferenceInstanceTypes": list(s.inference_instances),
                 "SupportedTransformInstanceTypes": list(s.transform_instances),
             },
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags().items()],
         }
         if "metrics" in s.inputs:
             metrics = s.inputs["metrics"].stage
@@ -312,7 +318,7 @@ class _Renderer:
         step = TransformStep(s.name, transformer=transformer, job_name=job_name(self.spec, s.name),
                              model_name=self.path(s.inputs["model"]), data=self.path(s.inputs["data"]),
                              content_type=s.content_type, split_type="Line", join_source="Input",
-                             result_path=self.result_path(s))
+                             result_path=self.result_path(s), tags=self.tags())
         return [self.guard(step, s, {"job_name.$": "$.TransformJobName",
                                      "predictions.$": "$.TransformOutput.S3OutputPath"}, sagemaker_job=True)]
 

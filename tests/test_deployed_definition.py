@@ -1,0 +1,55 @@
+"""What deploy puts on AWS (moto server) holds every governance stage: the gate, the registry,
+the approval, the endpoint and the batch transform; the state machine passes statelint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import statelint
+from moto_server import moto_server, reset  # noqa: F401  (fixture)
+from test_deploy_cycle import client, deploy
+
+
+@pytest.mark.parametrize("target", ["stepfunctions", "sagemaker"])
+def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, target):  # noqa: F811
+    reset(moto_server)
+    code, rows = deploy(moto_server, target, capsys=capsys)
+    assert code == 0, rows
+    groups = client(moto_server, "sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]
+    assert [g["ModelPackageGroupName"] for g in groups] == ["mlpipe-abalone"]
+    if target == "stepfunctions":
+        sfn = client(moto_server, "stepfunctions")
+        arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+        definition = json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+        statelint(definition)
+        states = definition["States"]
+        resources = {s.get("Resource") for s in states.values()}
+        assert states["evaluate-gate"]["Type"] == "Choice"
+        assert states["evaluate-gate-read"]["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject"
+        assert states["evaluate-gate-failed"]["Type"] == "Fail"
+        assert "arn:aws:states:::aws-sdk:sagemaker:createModelPackage" in resources
+        assert states["approve"]["Resource"] == "arn:aws:states:::sns:publish.waitForTaskToken"
+        assert states["approve"]["TimeoutSeconds"] == 86400
+        assert {"arn:aws:states:::sagemaker:createEndpointConfig", "arn:aws:states:::sagemaker:createEndpoint",
+                "arn:aws:states:::sagemaker:updateEndpoint"} <= resources
+        assert states["deploy-config"]["Parameters"]["DataCaptureConfig"]["InitialSamplingPercentage"] == 20
+        assert states["batch-score"]["Resource"] == "arn:aws:states:::sagemaker:createTransformJob.sync"
+    else:
+        sm = client(moto_server, "sagemaker")
+        definition = json.loads(sm.describe_pipeline(PipelineName="mlpipe-abalone")["PipelineDefinition"])
+
+        def walk(steps):
+            for s in steps:
+                yield s
+                if s["Type"] == "Condition":
+                    yield from walk(s["Arguments"]["IfSteps"])
+                    yield from walk(s["Arguments"]["ElseSteps"])
+
+        steps = {s["Name"]: s for s in walk(definition["Steps"])}
+        assert steps["evaluate-gate"]["Type"] == "Condition" and steps["evaluate-gate-failed"]["Type"] == "Fail"
+        assert steps["register-RegisterModel"]["Type"] == "RegisterModel"
+        assert steps["approve"]["Type"] == "Condition"  # the registry's approval status gates deployment
+        assert steps["deploy"]["Type"] == "Lambda" and steps["deploy"]["FunctionArn"].endswith(":mlpipe-abalone-deploy")
+        assert steps["deploy"]["Arguments"]["data_capture_percentage"] == 20
+        assert steps["batch-score"]["Type"] == "Transform"
