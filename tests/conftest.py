@@ -67,3 +67,6 @@ def run_cli(*argv: str, env: dict | None = None, cwd: Path | None = None, timeou
     proc = subprocess.run([sys.executable, "-m", "workflows.cli", *argv], capture_output=True, text=True,
                           env=full_env, cwd=cwd or ROOT, timeout=timeout)
     return proc
+
+
+from moto_server import moto_server  # noqa: E402,F401  (session fixture for every test module)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import yaml
 from conftest import ROOT, run_cli
-from moto_server import moto_server  # noqa: F401  (fixture)
 
 SCRIPT = ROOT / "cicd" / "deploy.sh"
 
@@ -29,7 +28,7 @@ def test_buildspec_runs_the_recipe():
     assert "cicd/deploy.sh" in spec["phases"]["build"]["commands"][0]
 
 
-def test_recipe_builds_validates_and_deploys_against_moto(moto_server, tmp_path):  # noqa: F811
+def test_recipe_builds_validates_and_deploys_against_moto(moto_server, tmp_path):
     proc = _recipe({"AWS_ENDPOINT_URL": moto_server, "MLPIPE_CONFIG": "config/examples/abalone.yaml",
                     "MLPIPE_TARGET": "stepfunctions"}, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -43,7 +42,7 @@ def test_recipe_builds_validates_and_deploys_against_moto(moto_server, tmp_path)
     assert again.returncode == 0
 
 
-def test_recipe_cloudformation_mode_uploads_assets_and_writes_a_valid_template(moto_server, tmp_path):  # noqa: F811
+def test_recipe_cloudformation_mode_uploads_assets_and_writes_a_valid_template(moto_server, tmp_path):
     template = tmp_path / "template.json"
     proc = _recipe({"AWS_ENDPOINT_URL": moto_server, "MLPIPE_MODE": "cloudformation",
                     "MLPIPE_TEMPLATE": str(template), "MLPIPE_CONFIG": "config/examples/abalone.yaml"}, tmp_path)

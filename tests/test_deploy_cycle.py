@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from asl_eval import evaluate  # noqa: E402
 from conftest import run_cli  # noqa: E402
-from moto_server import moto_server, reset  # noqa: E402,F401
+from moto_server import reset  # noqa: E402
 
 CONFIG = str(ROOT / "config" / "examples" / "abalone.yaml")
 # moto 5.2.5's GetBucketNotificationConfiguration leaves out EventBridgeConfiguration, so this

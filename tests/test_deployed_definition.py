@@ -7,12 +7,12 @@ import json
 
 import pytest
 from conftest import statelint
-from moto_server import moto_server, reset  # noqa: F401  (fixture)
+from moto_server import reset
 from test_deploy_cycle import client, deploy
 
 
 @pytest.mark.parametrize("target", ["stepfunctions", "sagemaker"])
-def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, target):  # noqa: F811
+def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, target):
     reset(moto_server)
     code, rows = deploy(moto_server, target, capsys=capsys)
     assert code == 0, rows

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLES, ROOT, run_cli
-from moto_server import moto_server  # noqa: F401  (fixture)
 from test_local_run import mlpipe_run, stage_status
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import run_cli  # noqa: E402
-from moto_server import moto_server, reset  # noqa: E402,F401
+from moto_server import reset  # noqa: E402
 
 CONFIG = str(ROOT / "config" / "examples" / "abalone.yaml")
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"

@@ -5,25 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, same_json
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, or_none, same_json
 
 
 def describe_rule(events, name: str) -> dict[str, Any] | None:
-    try:
-        return events.describe_rule(Name=name)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    return or_none(events.describe_rule, Name=name)
 
 
 def list_targets(events, rule: str) -> list[dict[str, Any]]:
-    try:
-        return events.list_targets_by_rule(Rule=rule).get("Targets", [])
-    except Exception as exc:
-        if is_not_found(exc):
-            return []
-        raise
+    return (or_none(events.list_targets_by_rule, Rule=rule) or {}).get("Targets", [])
 
 
 def upsert_rule(events, *, name: str, pattern: dict[str, Any], description: str, targets: list[dict[str, Any]],

@@ -6,16 +6,12 @@ import json
 import time
 from typing import Any
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, same_json
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, or_none, same_json
 
 
 def get_role(iam, name: str) -> dict[str, Any] | None:
-    try:
-        return iam.get_role(RoleName=name)["Role"]
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    found = or_none(iam.get_role, RoleName=name)
+    return found["Role"] if found else None
 
 
 def upsert_role(iam, *, name: str, trust: dict[str, Any], policies: dict[str, dict[str, Any]], description: str,

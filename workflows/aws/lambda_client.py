@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, error_code, is_not_found
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, error_code, is_not_found, or_none
 
 RUNTIME = "python3.11"
 
@@ -19,12 +19,7 @@ def code_sha256(zip_bytes: bytes) -> str:
 
 
 def get_function(lam, name: str) -> dict[str, Any] | None:
-    try:
-        return lam.get_function_configuration(FunctionName=name)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    return or_none(lam.get_function_configuration, FunctionName=name)
 
 
 def _wait_ready(lam, name: str, timeout: float = 120) -> None:

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, same_json, tag_list
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, or_none, same_json, tag_list
 
 
 def describe_pipeline(sm, name: str) -> dict[str, Any] | None:
-    try:
-        return sm.describe_pipeline(PipelineName=name)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    return or_none(sm.describe_pipeline, PipelineName=name)
 
 
 def upsert_pipeline(sm, *, name: str, definition: str, role_arn: str, description: str,

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, same_json
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, or_none, same_json
 
 GROUP = "default"
 _FIELDS = ("ScheduleExpression", "ScheduleExpressionTimezone", "State", "Description", "FlexibleTimeWindow", "Target")
 
 
 def get_schedule(scheduler, name: str, group: str = GROUP) -> dict[str, Any] | None:
-    try:
-        return scheduler.get_schedule(Name=name, GroupName=group)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    return or_none(scheduler.get_schedule, Name=name, GroupName=group)
 
 
 def _differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:

@@ -137,6 +137,16 @@ def is_not_found(exc: BaseException) -> bool:
     return False
 
 
+def or_none(call: Callable[..., Any], **kwargs: Any) -> Any:
+    """``call(**kwargs)``, or None when AWS answers that the thing does not exist."""
+    try:
+        return call(**kwargs)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
 def translate(exc: BaseException, doing: str) -> UserError | None:
     """A UserError for failures a person can fix; None for everything else (a real bug/outage)."""
     try:

@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, same_json
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, or_none, same_json
 
 
 def topic_exists(sns, arn: str) -> dict[str, Any] | None:
-    try:
-        return sns.get_topic_attributes(TopicArn=arn)["Attributes"]
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    found = or_none(sns.get_topic_attributes, TopicArn=arn)
+    return found["Attributes"] if found else None
 
 
 def upsert_topic(sns, *, name: str, arn: str, policy: dict[str, Any], emails: list[str], tags: dict[str, str],

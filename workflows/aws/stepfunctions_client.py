@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, is_not_found, same_json, tag_list
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, or_none, same_json, tag_list
 
 
 def describe_state_machine(sfn, arn: str) -> dict[str, Any] | None:
-    try:
-        return sfn.describe_state_machine(stateMachineArn=arn)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
+    return or_none(sfn.describe_state_machine, stateMachineArn=arn)
 
 
 def _logging_equal(a: dict | None, b: dict) -> bool:

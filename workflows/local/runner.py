@@ -24,7 +24,7 @@ from steps.spec import (
 )
 from workflows.local import store
 from workflows.local.data import feature_rows, fetch, tree_hash
-from workflows.local.stages import GATE_FAILED, WAITING
+from workflows.local.stages import WAITING
 from workflows.local.worker import Job, Workers
 
 CACHEABLE = {"processing", "training", "evaluation", "transform"}
