@@ -111,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     _output_arg(p)
 
     p = add("lineage", "show a run's lineage: config, code and data hashes, parameters, metrics, model",
-            _lazy("workflows.local.cli", "lineage"))
-    p.add_argument("run_id", metavar="RUN")
+            _lazy("workflows.local.cli", "lineage"), aws=True)
+    p.add_argument("run_id", metavar="RUN", help="a local run id, or an execution with --target")
+    p.add_argument("--target", "-t", choices=TARGETS, default=None,
+                   help="the run is an execution of this deployed target (default: a local run)")
+    _config_arg(p)
     p.add_argument("--runs-dir", default=None, metavar="DIR")
     _output_arg(p)
 

@@ -332,28 +332,37 @@ def runs(args: argparse.Namespace) -> int:
 
 
 def lineage(args: argparse.Namespace) -> int:
-    path = store.find_run(store.runs_dir(args.runs_dir), args.run_id)
-    record = store.read_json(path / "run.json")
-    doc = record.get("lineage")
-    if not doc:
-        raise UserError(f"run {record['run_id']} has no lineage yet (status {record['status']})")
+    """A local run's lineage, or, with --target, an AWS execution's (read back from AWS)."""
+    if getattr(args, "target", None):
+        from workflows import aws_lineage
+
+        doc = aws_lineage.main(args)
+    else:
+        path = store.find_run(store.runs_dir(args.runs_dir), args.run_id)
+        record = store.read_json(path / "run.json")
+        doc = record.get("lineage")
+        if not doc:
+            raise UserError(f"run {record['run_id']} has no lineage yet (status {record['status']})")
     if args.output == "json":
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
         return 0
-    print(f"run          {doc['run_id']}")
-    print(f"config       {doc.get('config')}")
-    print(f"config hash  {doc['config_hash']}")
+    print(f"run          {doc['run_id']}" + (f"  ({doc['status']})" if doc.get("status") else ""))
+    if doc.get("config"):
+        print(f"config       {doc['config']}")
+    print(f"config hash  {doc.get('config_hash')}")
     for name, sha in sorted(doc["code"].items()):
         print(f"code         {name}  sha256 {sha}")
-    for param, data in sorted(doc["data"].items()):
+    for param, data in sorted(doc.get("data", {}).items()):
         extra = f"  etag {data['etag']}" if data.get("etag") else ""
-        print(f"data         {param}: {data['source']}  sha256 {data.get('sha256')}{extra}")
+        digest = f"  sha256 {data['sha256']}" if data.get("sha256") else ""
+        print(f"data         {param}: {data['source']}{digest}{extra}")
     for k, v in sorted(doc["parameters"].items()):
         print(f"parameter    {k} = {v}")
     for k, v in sorted(doc["metrics"].items()):
         print(f"metric       {k} = {v:.6g}")
     if doc.get("model"):
-        print(f"model        {doc['model']['name']}  {doc['model']['artifact']}  sha256 {doc['model']['sha256']}")
+        m = doc["model"]
+        print(f"model        {m.get('name', '')}  {m.get('artifact', '')}" + (f"  sha256 {m['sha256']}" if m.get("sha256") else ""))
     if doc.get("registry"):
         r = doc["registry"]
         print(f"registry     {r.get('group')} v{r.get('version')} ({r.get('approval_status')})")

@@ -1,0 +1,115 @@
+"""``mlpipe lineage EXECUTION --target ...``: the lineage of a run on AWS, read back from AWS.
+
+The same record as a local run's: the config hash and code-asset hashes (from the deployed
+definition: tags and content-addressed asset keys), the input data (S3 URI and ETag), the
+parameters, the metrics, and the model artifact with its registry version. Everything comes
+from the AWS side, so the record describes what actually ran, not what the config says now.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from workflows.aws.session import aws_errors, or_none
+
+_ASSET = re.compile(r"s3://[^\"'\s]+?/assets/([0-9a-f]{16})/([A-Za-z0-9_.\-]+)")
+
+
+def definition_facts(definition: str) -> dict[str, Any]:
+    """Config hash (the mlpipe:config-hash tag) and code assets (name -> hash prefix in its key)."""
+    config_hash = None
+    match = re.search(r'"Key":\s*"mlpipe:config-hash",\s*"Value":\s*"([0-9a-f]{64})"', definition) or \
+        re.search(r'"mlpipe:config-hash":\s*"([0-9a-f]{64})"', definition)
+    if match:
+        config_hash = match.group(1)
+    code = {name: digest for digest, name in _ASSET.findall(definition)}
+    return {"config_hash": config_hash, "code": dict(sorted(code.items()))}
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """evaluation.json's sections flattened to name -> value."""
+    return {name: float(v["value"]) for section in report.values() if isinstance(section, dict)
+            for name, v in section.items() if isinstance(v, dict) and "value" in v}
+
+
+def sfn_record(definition: str, execution: dict[str, Any]) -> dict[str, Any]:
+    """Lineage from a Step Functions execution (pure: the caller fetched everything)."""
+    asl = json.loads(definition)
+    defaults = asl["States"].get("initialize", {}).get("Parameters", {}).get("defaults", {})
+    params = {**defaults, **json.loads(execution.get("input") or "{}")}
+    output = json.loads(execution.get("output") or "{}")
+    stages = output.get("stages", {})
+    metrics: dict[str, float] = {}
+    model: dict[str, Any] | None = None
+    package = None
+    for sid, data in stages.items():
+        if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+            metrics.update(flat_metrics(data["metrics"]))
+        if isinstance(data, dict) and "model_name" in data:
+            model = {"name": data["model_name"]}
+        if isinstance(data, dict) and "model_package_arn" in data:
+            package = data["model_package_arn"]
+    artifacts = [d["model"] for d in stages.values() if isinstance(d, dict) and isinstance(d.get("model"), str)]
+    if artifacts:
+        model = {**(model or {}), "artifact": artifacts[-1]}
+    return {
+        "run_id": execution.get("name"), "execution_arn": execution.get("executionArn"),
+        "status": execution.get("status"), **definition_facts(definition), "parameters": params,
+        "metrics": metrics, "model": model, "registry": {"model_package_arn": package} if package else None,
+        "jobs": {sid: d["job_name"] for sid, d in stages.items() if isinstance(d, dict) and "job_name" in d},
+    }
+
+
+def add_data_and_registry(record: dict[str, Any], aws) -> None:
+    """S3 URI + ETag for every S3 parameter, and the package's version and approval status."""
+    data = {}
+    s3 = aws.client("s3")
+    for name, value in record["parameters"].items():
+        if isinstance(value, str) and value.startswith("s3://"):
+            bucket, _, key = value[5:].partition("/")
+            with aws_errors(f"reading {value}"):
+                head = or_none(s3.head_object, Bucket=bucket, Key=key)
+            data[name] = {"source": value, "etag": head["ETag"].strip('"') if head else None}
+    record["data"] = data
+    registry = record.get("registry")
+    if registry and registry.get("model_package_arn"):
+        with aws_errors("describing the model package"):
+            pkg = or_none(aws.client("sagemaker").describe_model_package, ModelPackageName=registry["model_package_arn"])
+        if pkg:
+            registry.update(group=pkg.get("ModelPackageGroupName"), version=pkg.get("ModelPackageVersion"),
+                            approval_status=pkg.get("ModelApprovalStatus"))
+
+
+def main(args) -> dict[str, Any]:
+    from workflows import ops
+
+    t = ops.target_of(args)
+    arn = ops.resolve(t, args.run_id)
+    if t.target == "stepfunctions":
+        sfn = t.aws.client("stepfunctions")
+
+        def unknown(exc: Exception):
+            raise ops._unknown_execution(t, args.run_id)
+
+        execution = ops._call(t, f"describing execution {args.run_id}",
+                              lambda: sfn.describe_execution(executionArn=arn), unknown)
+        with aws_errors("reading the execution's state machine definition"):
+            definition = sfn.describe_state_machine(stateMachineArn=execution["stateMachineArn"])["definition"]
+        record = sfn_record(definition, execution)
+    else:
+        sm = t.aws.client("sagemaker")
+        with aws_errors(f"describing pipeline execution {args.run_id}"):
+            execution = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
+            definition = sm.describe_pipeline_definition_for_execution(PipelineExecutionArn=arn)["PipelineDefinition"]
+            params = {p["Name"]: p["Value"] for p in
+                      (or_none(sm.list_pipeline_parameters_for_execution, PipelineExecutionArn=arn) or {})
+                      .get("PipelineParameters", [])}
+        doc = json.loads(definition)
+        defaults = {p["Name"]: p.get("DefaultValue") for p in doc.get("Parameters", [])}
+        record = {"run_id": arn.rsplit("/", 1)[-1], "execution_arn": arn,
+                  "status": execution.get("PipelineExecutionStatus"), **definition_facts(definition),
+                  "parameters": {**defaults, **params}, "metrics": {}, "model": None, "registry": None}
+    add_data_and_registry(record, t.aws)
+    return record
