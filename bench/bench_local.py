@@ -24,18 +24,31 @@ ABALONE = ROOT.parent / "shared" / "data" / "abalone.csv"
 SECTION = "## Local run vs a plain script"
 TARGET_RATIO = 1.5
 
+# Runs one command and reports its wall time and the peak of the *summed* resident memory of
+# its whole process tree (sampled every 10 ms with psutil), since mlpipe spreads a run over a
+# fork server, stage processes and the emulator while the baseline is one process.
 MEASURE = (
-    "import resource, subprocess, sys, time, json\n"
+    "import json, subprocess, sys, time, psutil\n"
     "t = time.perf_counter()\n"
-    "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
+    "p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
+    "root, peak = psutil.Process(p.pid), 0\n"
+    "while sys.argv[1] == 'memory' and p.poll() is None:\n"
+    "    try:\n"
+    "        procs = [root] + root.children(recursive=True)\n"
+    "        peak = max(peak, sum(q.memory_full_info().pss for q in procs if q.is_running()))\n"
+    "    except psutil.Error:\n"
+    "        pass\n"
+    "    time.sleep(0.01)\n"
+    "err = p.communicate()[1]\n"
     "wall = time.perf_counter() - t\n"
-    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss_kb': rss, 'err': p.stderr[-2000:]}))\n"
+    "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss_kb': peak // 1024, 'err': err[-2000:]}))\n"
 )
 
 
-def measure(cmd: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, cwd=ROOT)
+def measure(cmd: list[str], memory: bool = False) -> dict:
+    """Wall time (memory=False: nothing else runs beside it), or peak tree memory."""
+    out = subprocess.run([sys.executable, "-c", MEASURE, "memory" if memory else "time", *cmd],
+                         capture_output=True, text=True, cwd=ROOT)
     result = json.loads(out.stdout)
     if result["code"] != 0:
         raise SystemExit(f"command failed: {' '.join(cmd)}\n{result['err']}")
@@ -56,7 +69,8 @@ def scenario(name: str, data: Path, repeat: int, tmp: Path) -> dict:
     row = {"scenario": name, "rows": sum(1 for _ in open(data))}
     for key, results in runs.items():
         row[f"{key}_s"] = statistics.median(r["wall"] for r in results)
-        row[f"{key}_rss_mb"] = max(r["rss_kb"] for r in results) / 1024
+    row["baseline_rss_mb"] = measure(baseline, memory=True)["rss_kb"] / 1024
+    row["mlpipe_rss_mb"] = measure(mlpipe, memory=True)["rss_kb"] / 1024
     row["ratio"] = row["mlpipe_s"] / row["baseline_s"]
     return row
 
@@ -66,7 +80,9 @@ def table(rows: list[dict], repeat: int) -> str:
         SECTION, "",
         f"`python bench/bench_local.py --repeat {repeat}` on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Median wall time of {repeat} interleaved "
-        "runs each; peak memory is the largest single process (`ru_maxrss` of the process tree).",
+        "runs each; peak memory, from one more run of each, is the largest sum of proportional set size (PSS: shared pages split between the processes that share them) over "
+        "the whole process tree (sampled every 10 ms), so mlpipe's fork server, stage processes and "
+        "emulator all count.",
         "The baseline (`bench/baseline_pipeline.py`) does preprocessing, training and evaluation in one process. "
         "`mlpipe run` runs the whole abalone pipeline (10 stages: processing, training, evaluation, gate, model, "
         "registry, approval, endpoint, batch transform, and the Lambda against the embedded moto server), each "

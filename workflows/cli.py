@@ -226,7 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    # Skip interpreter teardown: with sagemaker, moto or pandas loaded it costs up to a second,
+    # and every file mlpipe writes is already closed (atomic renames); only the streams remain.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -143,8 +143,8 @@ def load_frame(paths: str | os.PathLike | Sequence[str | os.PathLike], target: s
                column_names: Sequence[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Read and concatenate CSV files; return the table and the target column's name.
 
-    Cells stay strings (stripped, NaN where empty): which columns are numbers is decided in
-    split_and_transform, where the categorical choice is known. ``header``/``delimiter`` of None
+    Column types are pandas' inference (NaN where empty); which columns are categorical is
+    decided in split_and_transform, where the categorical choice is known. ``header``/``delimiter`` of None
     are sniffed from the first file; a target given by name implies a header row unless
     ``column_names`` name the columns. Headerless columns are called column_0, column_1, ...
     """
@@ -188,7 +188,9 @@ def load_frame(paths: str | os.PathLike | Sequence[str | os.PathLike], target: s
 
 def _read_csv(path: Path, delimiter: str, header: bool) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, sep=delimiter, header=0 if header else None, dtype=str,
+        # pandas' own type inference (C parser) rather than strings converted later: on large
+        # tables converting every cell with to_numeric costs more than the rest of the step.
+        frame = pd.read_csv(path, sep=delimiter, header=0 if header else None,
                             encoding="utf-8-sig", skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty; it needs one row per example") from None
@@ -198,7 +200,9 @@ def _read_csv(path: Path, delimiter: str, header: bool) -> pd.DataFrame:
                         "delimiter need quotes") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
-    frame = frame.apply(lambda column: column.str.strip()).replace("", np.nan)
+    text = [c for c in frame.columns if frame[c].dtype == object]  # numeric columns are parsed already
+    if text:
+        frame[text] = frame[text].apply(lambda column: column.str.strip()).replace("", np.nan)
     return frame.dropna(how="all").reset_index(drop=True)
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +30,7 @@ from workflows.local.stages import WAITING
 from workflows.local.worker import Job, Workers
 
 CACHEABLE = {"processing", "training", "evaluation", "transform"}
+PARALLEL = 2  # stages running at once when the DAG allows: independent branches overlap
 DONE = {"Succeeded", "Cached"}
 EMULATOR_CODE = [Path(__file__).with_name("xgboost_algo.py"), Path(__file__).with_name("stages.py")]
 
@@ -73,6 +76,7 @@ class LocalRun:
                 "order": [s.name for s in spec.stages], "approvals": {},
             }
         self.record = record
+        self._lock = threading.RLock()  # stages run in threads; the record is shared
         self.run_dir = Path(record["run_dir"])
         self.stage_root = self.run_dir / "stages"
 
@@ -91,8 +95,7 @@ class LocalRun:
         self.record["config_hash"] = self.spec.fingerprint
         self._save()
         try:
-            for stage in self.spec.stages:
-                self._run_stage(stage)
+            self._schedule()
         finally:
             if self.emulator is not None:
                 self.emulator.stop()
@@ -110,6 +113,29 @@ class LocalRun:
         self._track()
         self._save()
         return self.record
+
+    def _schedule(self) -> None:
+        """Run stages as their upstream stages finish, up to PARALLEL at once, in spec order
+        among those ready (the spec's order is the config's, approvals last)."""
+        pending = list(self.spec.stages)
+        running: dict = {}
+        with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="stage") as pool:
+            while pending or running:
+                active = {s.name for s in pending} | {s.name for s in running.values()}
+                for stage in [s for s in pending if not (set(s.upstream) & active)]:
+                    if len(running) >= PARALLEL:
+                        break
+                    pending.remove(stage)
+                    running[pool.submit(self._run_stage, stage)] = stage
+                    active = {s.name for s in pending} | {s.name for s in running.values()}
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    future.result()
+
+    def _set(self, target: dict, **values: Any) -> None:
+        with self._lock:
+            target.update(values)
 
     # --- parameters and references ---------------------------------------------------------
     def parameters(self) -> dict[str, Any]:
@@ -155,7 +181,8 @@ class LocalRun:
             if not explicit and source.startswith("s3://"):
                 return None  # an example's S3 default: the caller falls back to local data
         path, lineage = fetch(source, self.root / ".datasets", self.options.aws)
-        self.record.setdefault("lineage_inputs", {})[param] = lineage
+        with self._lock:
+            self.record.setdefault("lineage_inputs", {})[param] = lineage
         return path
 
     def _relative(self, value: str | None) -> str | None:
@@ -170,11 +197,12 @@ class LocalRun:
             return
         blocked = [u for u in stage.upstream if self.record["stages"][u]["status"] not in DONE]
         if blocked:
-            entry.update(status="Skipped", reason=f"waiting on {', '.join(blocked)}")
+            self._set(entry, status="Skipped", reason=f"waiting on {', '.join(blocked)}")
             self._save()
             return
-        entry.update(status="Running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        entry.pop("error", None)
+        with self._lock:
+            entry.update(status="Running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            entry.pop("error", None)
         self._save()
         final = self.stage_root / stage.name
         work = self.stage_root / f".{stage.name}.work"
@@ -189,24 +217,24 @@ class LocalRun:
                 shutil.rmtree(work)
                 shutil.copytree(cached, work, symlinks=True)
                 meta = store.read_json(work / "stage.json")
-                entry.update(outputs=meta["outputs"], status="Cached", cache_key=key)
+                self._set(entry, outputs=meta["outputs"], status="Cached", cache_key=key)
             else:
                 outputs = getattr(self, f"_{stage.kind}")(stage, work)
-                entry.update(outputs=outputs, status="Succeeded", cache_key=key)
+                self._set(entry, outputs=outputs, status="Succeeded", cache_key=key)
         except StageFailed as exc:
-            entry.update(status="Waiting" if exc.code == WAITING else "Failed", error=exc.message,
-                         exit_code=exc.code, duration=round(time.perf_counter() - t0, 3))
-            store.write_json(work / "stage.json", entry)
-            if exc.code == WAITING:
-                entry["log"] = f"stages/.{stage.name}.work/log.txt"
-            else:
+            waiting = exc.code == WAITING
+            log = f"stages/.{stage.name}.work/log.txt" if waiting else f"stages/{stage.name}.failed/log.txt"
+            self._set(entry, status="Waiting" if waiting else "Failed", error=exc.message, exit_code=exc.code,
+                      duration=round(time.perf_counter() - t0, 3), log=log)
+            with self._lock:
+                store.write_json(work / "stage.json", entry)
+            if not waiting:
                 store.replace_dir(work, self.stage_root / f"{stage.name}.failed")
-                entry["log"] = f"stages/{stage.name}.failed/log.txt"
             self._save()
             return
-        entry["duration"] = round(time.perf_counter() - t0, 3)
-        entry["log"] = f"stages/{stage.name}/log.txt"
-        store.write_json(work / "stage.json", entry)
+        self._set(entry, duration=round(time.perf_counter() - t0, 3), log=f"stages/{stage.name}/log.txt")
+        with self._lock:
+            store.write_json(work / "stage.json", entry)
         if key and entry["status"] == "Succeeded" and not (self.root / ".cache" / key).exists():
             self._store_cache(work, key)
         store.replace_dir(work, final)
@@ -413,7 +441,8 @@ class LocalRun:
         name = stage.environment.get("PARAMETER_NAME")
         if name:
             value = self.emulator.get_parameter(name)
-            self.record.setdefault("ssm", {})[name] = value
+            with self._lock:
+                self.record.setdefault("ssm", {})[name] = value
             outputs["parameter"] = {"value": {"name": name, "value": value}}
         return outputs
 
@@ -461,8 +490,9 @@ class LocalRun:
         tracking.log_run(self.record, self.root, self.options.tracking_uri)
 
     def _save(self) -> None:
-        store.write_json(self.run_dir / "run.json", self.record)
-        self.observer(self.record)
+        with self._lock:
+            store.write_json(self.run_dir / "run.json", self.record)
+            self.observer(self.record)
 
 
 def _tail(log: Path, lines: int = 25) -> str:

@@ -115,7 +115,7 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
     server = make_server(Path(model_tar), port=0, capture=Capture(Path(capture), percentage))
     import threading
 
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:

@@ -29,13 +29,14 @@ def _number(value: str):
 
 
 def _load_csv(channel: Path):
+    """Every file in the channel, as the container reads it: headerless CSV, target first."""
     import numpy as np
+    import pandas as pd
 
     files = sorted(p for p in channel.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise SystemExit(f"error: channel {channel} holds no CSV files")
-    arrays = [np.loadtxt(f, delimiter=",", ndmin=2) for f in files if f.stat().st_size]
-    data = np.vstack(arrays)
+    data = np.vstack([pd.read_csv(f, header=None, dtype=float).to_numpy() for f in files if f.stat().st_size])
     return data[:, 1:], data[:, 0]
 
 
