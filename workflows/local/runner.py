@@ -97,6 +97,7 @@ class LocalRun:
         try:
             self._schedule()
         finally:
+            self.workers.shutdown()
             if self.emulator is not None:
                 self.emulator.stop()
         statuses = {s["status"] for s in self.record["stages"].values()}

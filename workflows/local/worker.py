@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -84,6 +85,24 @@ class Workers:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+
+    def shutdown(self) -> None:
+        """Stop the fork server now. Left alone it lingers after mlpipe exits, tearing down
+        pandas, scikit-learn and xgboost while still holding our stdout and stderr, so a
+        caller reading them (a pipe, a CI log) waits half a second more for nothing."""
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver  # no public API for this; the state is reset as
+        with server._lock:               # ensure_running() itself does after a crash
+            if server._forkserver_pid is None:
+                return
+            try:
+                os.kill(server._forkserver_pid, signal.SIGKILL)
+                os.waitpid(server._forkserver_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            os.close(server._forkserver_alive_fd)
+            server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None
 
     def run(self, job: Job, timeout: float | None = None) -> tuple[int, float]:
         started = time.perf_counter()
