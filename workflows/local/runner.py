@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 import time
@@ -216,7 +217,7 @@ class LocalRun:
             cached = self.root / ".cache" / key if key else None
             if cached is not None and cached.is_dir() and not self.options.no_cache:
                 shutil.rmtree(work)
-                shutil.copytree(cached, work, symlinks=True)
+                _link_tree(cached, work)
                 meta = store.read_json(work / "stage.json")
                 self._set(entry, outputs=meta["outputs"], status="Cached", cache_key=key)
             else:
@@ -244,7 +245,7 @@ class LocalRun:
     def _store_cache(self, work: Path, key: str) -> None:
         tmp = self.root / ".cache" / f".{key}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(work, tmp, symlinks=True)
+        _link_tree(work, tmp)
         try:
             tmp.rename(self.root / ".cache" / key)
         except OSError:  # another run stored it first
@@ -494,6 +495,19 @@ class LocalRun:
         with self._lock:
             store.write_json(self.run_dir / "run.json", self.record)
             self.observer(self.record)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Copy a finished stage directory by hard links: artifacts are never modified in place
+    (a stage writes new files, then renames its directory), so sharing inodes is safe and
+    caching a large split costs no copy. Falls back to copying across filesystems."""
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=link_or_copy)
 
 
 def _tail(log: Path, lines: int = 25) -> str:

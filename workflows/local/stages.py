@@ -122,7 +122,7 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
         with urllib.request.urlopen(f"{url}/ping", timeout=10) as r:
             assert r.status == 200, f"/ping answered {r.status}"
         served = []
-        size = max(1, len(rows) // 100)  # about a hundred requests, as clients would send them
+        size = max(1, len(rows) // 20)  # about twenty requests, as clients would send them
         for start in range(0, len(rows), size):
             body = ("\n".join(rows[start:start + size]) + "\n").encode()
             req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "text/csv"})

@@ -24,6 +24,8 @@ PRELOAD = [
     # what the Lambda, endpoint and bookkeeping stages import
     "boto3", "botocore.session", "pydantic", "http.server", "urllib.request", "workflows.local.stages",
     "workflows.local.xgboost_algo", "workflows.local.serve", "workflows.local.registry",
+    # each stage process re-imports the parent's main module (multiprocessing's preparation)
+    "workflows.cli",
 ]
 
 
