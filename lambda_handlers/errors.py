@@ -23,3 +23,7 @@ class ParameterWriteError(HandlerError):
 
 class EndpointDeployError(HandlerError):
     """SageMaker refused to create or update the model, endpoint config or endpoint."""
+
+
+class PipelineStartError(HandlerError):
+    """SageMaker refused to start the pipeline execution for a new object."""

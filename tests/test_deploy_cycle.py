@@ -106,18 +106,21 @@ def test_deploy_redeploy_and_operate(moto_server, capsys, target):
     else:
         assert snap["pipelines"] == ["mlpipe-abalone"] and snap["state_machines"] == []
         assert snap["schedules"] == [("mlpipe-abalone-sagemaker-retrain", pipe_arn)]
-        assert sorted(snap["functions"]) == ["mlpipe-abalone-deploy", "mlpipe-abalone-record-model"]
+        assert sorted(snap["functions"]) == ["mlpipe-abalone-deploy", "mlpipe-abalone-record-model",
+                                             "mlpipe-abalone-trigger"]
     assert snap["groups"] == ["mlpipe-abalone"]
     assert len(snap["topics"]) == 1 and len(snap["queues"]) == 1
+    # the events role starts the state machine; for SageMaker the rule invokes the starter function
     assert sorted(snap["roles"]) == sorted(f"mlpipe-abalone-{s}" for s in
-                                           (["sagemaker", "lambda", "scheduler", "events"]
-                                            + (["stepfunctions"] if target == "stepfunctions" else [])))
+                                           (["sagemaker", "lambda", "scheduler"]
+                                            + (["stepfunctions", "events"] if target == "stepfunctions" else [])))
     events = client(moto_server, "events")
     status_rule = f"mlpipe-abalone-{target}-status"
     assert status_rule in snap["rules"]
     assert [t["Arn"] for t in events.list_targets_by_rule(Rule=status_rule)["Targets"]] == snap["topics"]
     trigger = events.list_targets_by_rule(Rule=f"mlpipe-abalone-{target}-new-data")["Targets"]
-    assert len(trigger) == 1 and trigger[0]["Arn"] == (sm_arn if target == "stepfunctions" else pipe_arn)
+    starter = "arn:aws:lambda:us-east-1:123456789012:function:mlpipe-abalone-trigger"
+    assert len(trigger) == 1 and trigger[0]["Arn"] == (sm_arn if target == "stepfunctions" else starter)
     if target == "stepfunctions":
         assert json.loads(trigger[0]["InputTransformer"]["InputTemplate"].replace("<bucket>", "b").replace("<key>", "k")) \
             == {"InputData": "s3://b/k"}

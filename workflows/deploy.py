@@ -222,17 +222,21 @@ def plan(d: Deployment) -> None:
         rule = policies.trigger_rule(spec, d.target)
         pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"],
                    "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": prefix}]}}}
-        target: dict[str, Any] = {"Id": "start-pipeline", "Arn": target_arn, "RoleArn": a.role("events")}
         if d.target == "stepfunctions":
             # the execution input is the parameter map; the new object becomes InputData
-            target["InputTransformer"] = {"InputPathsMap": {"bucket": "$.detail.bucket.name",
-                                                            "key": "$.detail.object.key"},
-                                          "InputTemplate": '{"InputData": "s3://<bucket>/<key>"}'}
+            target: dict[str, Any] = {
+                "Id": "start-pipeline", "Arn": target_arn, "RoleArn": a.role("events"),
+                "InputTransformer": {"InputPathsMap": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
+                                     "InputTemplate": '{"InputData": "s3://<bucket>/<key>"}'}}
         else:
-            # Rule targets cannot template SageMaker pipeline parameters from the event, so the
-            # run reads the whole trigger prefix (an S3Prefix processing input): every new object.
-            target["SageMakerPipelineParameters"] = {"PipelineParameterList": [
-                {"Name": "InputData", "Value": spec.trigger_prefix}]}
+            # A rule cannot fill a SageMaker pipeline parameter from the event: it invokes the
+            # starter function, which starts the pipeline with InputData = the new object.
+            starter = next(f for f in fns if f.starter)
+            target = {"Id": "start-pipeline", "Arn": a.function(starter.name)}
+            d.add("lambda permission", f"{starter.name}/{rule}", lambda apply, rule=rule, fn=starter:
+                  lambda_client.upsert_permission(d.c("lambda"), function=fn.name, statement_id=f"{rule}-invoke",
+                                                  principal="events.amazonaws.com", source_arn=a.rule(rule),
+                                                  apply=apply))
         d.add("eventbridge rule", rule, lambda apply, rule=rule, pattern=pattern, target=target: events_client.upsert_rule(
             d.c("events"), name=rule, pattern=pattern, targets=[target], tags=tags, apply=apply,
             description=f"mlpipe {spec.name}: start a run when data lands under {spec.trigger_prefix}"))

@@ -40,6 +40,7 @@ SERVICE_PRINCIPAL = {
     "lambda": "lambda.amazonaws.com", "scheduler": "scheduler.amazonaws.com", "events": "events.amazonaws.com",
 }
 DEPLOYER_HANDLER = "lambda_handlers.deploy_endpoint.handler"
+STARTER_HANDLER = "lambda_handlers.start_pipeline.handler"
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Function:
     timeout: int
     memory: int
     deployer: bool = False    # the endpoint deployer of the SageMaker target
+    starter: bool = False     # starts the SageMaker pipeline for new data (the S3 trigger)
 
 
 class Arns:
@@ -135,6 +137,10 @@ def functions(spec: PipelineSpec, target: str, account: str, region: str) -> lis
                 "DATA_CAPTURE_URI": f"{spec.s3_root}/data-capture/{s.endpoint_name}",
                 "SAGEMAKER_ROLE_ARN": arns.role("sagemaker"),
             }, 300, 256, deployer=True))
+        if spec.trigger_prefix:  # EventBridge cannot fill a pipeline parameter from the event
+            out.append(Function("trigger", naming.function_name(spec.name, "trigger"), STARTER_HANDLER, {
+                "PIPELINE_NAME": naming.sagemaker_pipeline_name(spec.name), "INPUT_PARAMETER": "InputData",
+            }, 30, 128, starter=True))
     return out
 
 
@@ -325,17 +331,23 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
     if target == "stepfunctions":
         docs.append(("stepfunctions", {own + "run-pipeline": _stepfunctions(spec, a, fns)}))
     lambdas: dict[str, dict[str, Any]] = {}
-    stage_fns = [f for f in fns if not f.deployer]
+    stage_fns = [f for f in fns if not f.deployer and not f.starter]
     if stage_fns:
         lambdas["mlpipe-functions"] = _lambda_functions(spec, a, stage_fns)
     if any(f.deployer for f in fns):
         lambdas[own + "endpoint-deployer"] = _endpoint_deployer(spec, a, [f for f in fns if f.deployer])
+    starters = [f for f in fns if f.starter]
+    if starters:
+        lambdas[own + "trigger-starter"] = _doc(
+            _stmt("StarterLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                  [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in starters]),
+            _stmt("StartOnNewData", ["sagemaker:StartPipelineExecution"], [a.pipeline()]))
     if lambdas:
         docs.append(("lambda", lambdas))
     if spec.schedule is not None:
         docs.append(("scheduler", {own + "start": _starter("StartOnSchedule", spec, a, target,
                                                           spec.schedule.dead_letter_queue)}))
-    if spec.trigger_prefix:
+    if spec.trigger_prefix and target == "stepfunctions":  # SageMaker: the rule invokes the starter function
         docs.append(("events", {own + "start": _starter("StartOnNewData", spec, a, target, False)}))
     out = []
     for service, pols in docs:

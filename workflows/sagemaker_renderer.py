@@ -90,7 +90,6 @@ _PARAMETER_TYPES = {"String": ParameterString, "Integer": ParameterInteger, "Flo
                     "Boolean": ParameterBoolean}
 _COMPARISONS = {"<=": cond.ConditionLessThanOrEqualTo, "<": cond.ConditionLessThan,
                 ">=": cond.ConditionGreaterThanOrEqualTo, ">": cond.ConditionGreaterThan}
-DEPLOYER_HANDLER = "lambda_handlers.deploy_endpoint.handler"
 
 
 class OfflineCallError(RuntimeError):
