@@ -8,6 +8,7 @@ import json
 import pytest
 from conftest import statelint
 from moto_server import reset
+from test_build import _all_steps
 from test_deploy_cycle import client, deploy
 
 
@@ -38,15 +39,7 @@ def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, ta
     else:
         sm = client(moto_server, "sagemaker")
         definition = json.loads(sm.describe_pipeline(PipelineName="mlpipe-abalone")["PipelineDefinition"])
-
-        def walk(steps):
-            for s in steps:
-                yield s
-                if s["Type"] == "Condition":
-                    yield from walk(s["Arguments"]["IfSteps"])
-                    yield from walk(s["Arguments"]["ElseSteps"])
-
-        steps = {s["Name"]: s for s in walk(definition["Steps"])}
+        steps = {s["Name"]: s for s in _all_steps(definition["Steps"])}
         assert steps["evaluate-gate"]["Type"] == "Condition" and steps["evaluate-gate-failed"]["Type"] == "Fail"
         assert steps["register-RegisterModel"]["Type"] == "RegisterModel"
         assert steps["approve"]["Type"] == "Condition"  # the registry's approval status gates deployment
