@@ -35,7 +35,10 @@ def test_golden_files(rendered, name):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(rendered[name][rel])
         assert path.is_file(), f"missing golden file {path}; see this test's docstring"
-        assert rendered[name][rel].decode() == path.read_text(), f"{rel} of {name} differs from {path}"
+        assert rendered[name][rel].decode() == path.read_text(), (
+            f"{rel} of {name} differs from {path}; if the change is intended (editing steps/code/*.py "
+            "changes asset hashes), regenerate: MLPIPE_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_build.py "
+            "tests/test_describe.py -k 'golden or pinned'")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
