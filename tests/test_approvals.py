@@ -130,3 +130,38 @@ def test_local_run_ids_go_to_the_local_runner(tmp_path, monkeypatch):
     assert approvals.approve(args(execution="20260101-abc", runs_dir=str(tmp_path))) == 0
     assert approvals.reject(args(execution="anything", local=True, reason="no")) == 0
     assert calls == [("approve", "20260101-abc"), ("reject", "anything")]
+
+
+SM_EXEC = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlpipe-abalone/execution/abc123"
+PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlpipe-abalone/4"
+
+
+def _sagemaker_stub(steps):
+    sm = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(sm)
+    stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": steps},
+                      {"PipelineExecutionArn": SM_EXEC, "SortOrder": "Ascending", "MaxResults": 100})
+    return sm, stub
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_sagemaker_target_answers_through_the_registered_package(capsys, decision):
+    sm, stub = _sagemaker_stub([{"StepName": "evaluate", "StepStatus": "Succeeded"},
+                                {"StepName": "register-RegisterModel", "StepStatus": "Succeeded",
+                                 "Metadata": {"RegisterModel": {"Arn": PACKAGE}}}])
+    status = "Approved" if decision == "approve" else "Rejected"
+    stub.add_response("update_model_package", {"ModelPackageArn": PACKAGE},
+                      {"ModelPackageArn": PACKAGE, "ModelApprovalStatus": status, "ApprovalDescription": ANY})
+    with stub:
+        func = approvals.approve if decision == "approve" else approvals.reject
+        assert func(args(execution=SM_EXEC, target="sagemaker", reason="too noisy"), clients=lambda s: sm) == 0
+        stub.assert_no_pending_responses()
+    out = json.loads(capsys.readouterr().out)
+    assert out["model_package"] == PACKAGE and out["status"] == status
+
+
+def test_sagemaker_execution_without_a_package_is_a_user_error():
+    sm, stub = _sagemaker_stub([{"StepName": "evaluate-gate", "StepStatus": "Failed"}])
+    with stub, pytest.raises(UserError) as err:
+        approvals.approve(args(execution=SM_EXEC, target="sagemaker"), clients=lambda s: sm)
+    assert "registered no model package" in err.value.message

@@ -6,6 +6,10 @@ Step Functions: the approval stage is a ``sns:publish.waitForTaskToken`` task th
 with ``SendTaskSuccess`` (output ``{"decision": "approved", ...}``) or ``SendTaskFailure`` with
 the error name ``Rejected`` (the state machine catches it and ends the run without deploying).
 
+SageMaker (``--target sagemaker``): the registry's approval status gates deployment, so the
+answer is the status of the model package the execution registered (``UpdateModelPackage``);
+approving it triggers the endpoint deployer through the model-approved EventBridge rule.
+
 A local run id (``--local``, or a ``runs/<id>`` directory under ``--runs-dir``/``./runs``) is
 handed to the local runner.
 """
@@ -111,11 +115,46 @@ def _answer(args: argparse.Namespace, decision: str, clients=None) -> int:
     return 0
 
 
+def registered_package(steps: Iterable[dict[str, Any]]) -> str | None:
+    """The model package ARN a SageMaker pipeline execution registered, if it got that far."""
+    for step in steps:
+        arn = ((step.get("Metadata") or {}).get("RegisterModel") or {}).get("Arn")
+        if arn:
+            return arn
+    return None
+
+
+def _answer_package(args: argparse.Namespace, decision: str, clients=None) -> int:
+    from workflows import ops
+    from workflows.aws import sagemaker_client as smc
+
+    t = ops.target_of(args, clients)
+    arn = ops.resolve(t, args.execution)
+    sm = t.aws.client("sagemaker")
+    with aws_errors(f"reading the steps of {args.execution}"):
+        package = registered_package(smc.list_pipeline_execution_steps(sm, arn))
+    if package is None:
+        raise UserError(f"execution {args.execution} registered no model package (yet)",
+                        fix="approve an execution whose register step succeeded (see `mlpipe history`)")
+    status = "Approved" if decision == "approved" else "Rejected"
+    note = f"{decision} by {_who()}" + (f": {args.reason}" if decision == "rejected" else "")
+    with aws_errors(f"setting {package} to {status}"):
+        sm.update_model_package(ModelPackageArn=package, ModelApprovalStatus=status, ApprovalDescription=note[:1024])
+    out = {"execution": arn, "model_package": package, "decision": decision, "status": status}
+    if getattr(args, "output", "table") == "json":
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{decision} {package} (model package status {status})")
+    return 0
+
+
 def approve(args: argparse.Namespace, clients=None) -> int:
     if _is_local(args):
         from workflows.local.cli import approve_local
 
         return approve_local(args)
+    if getattr(args, "target", None) == "sagemaker":
+        return _answer_package(args, "approved", clients)
     return _answer(args, "approved", clients)
 
 
@@ -126,4 +165,6 @@ def reject(args: argparse.Namespace, clients=None) -> int:
         return reject_local(args)
     if not (args.reason or "").strip():
         raise UserError("a rejection needs a reason", field="--reason", fix='--reason "why the model is not good enough"')
+    if getattr(args, "target", None) == "sagemaker":
+        return _answer_package(args, "rejected", clients)
     return _answer(args, "rejected", clients)

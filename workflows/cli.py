@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, help, _lazy("workflows.approvals", name), aws=True)
         p.add_argument("execution", metavar="EXECUTION_OR_RUN_ID")
         _config_arg(p)
+        _target_arg(p)
         p.add_argument("--local", action="store_true", help="a local run id (default: detected)")
         p.add_argument("--runs-dir", default=None, metavar="DIR")
         if name == "reject":
