@@ -33,7 +33,7 @@ mlpipe=.venv/bin/mlpipe
 
 if [ "${MLPIPE_SKIP_TESTS:-false}" != "true" ]; then
   step "test"
-  .venv/bin/python -m pytest -q -n 2
+  .venv/bin/python -m pytest -q -n 2 --dist loadfile
 fi
 
 step "build and validate ($config)"

@@ -67,8 +67,10 @@ def test_manual_approval_reject_ends_cleanly_without_deploying(runs):
 
 
 def test_models_approve_and_reject_commands(runs):
+    if not _registry(runs):  # on its own (-k, or another xdist worker): register one first
+        assert mlpipe_run(runs)[0].returncode == 0
     versions = _registry(runs)
-    assert versions, "earlier runs registered models"
+    assert versions
     group, number = versions[0]["group"], str(versions[0]["version"])
     proc = run_cli("models", "reject", number, "--group", group, "--reason", "superseded", "--runs-dir", str(runs))
     assert proc.returncode == 0 and "Rejected" in proc.stdout
