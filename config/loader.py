@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import ValidationError
-
 from config.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -46,7 +44,7 @@ def read_document(path: Path) -> dict[str, Any]:
         else:
             import yaml
 
-            doc = yaml.safe_load(text)
+            doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                           source=str(path)) from None
@@ -103,6 +101,9 @@ def _fix_for(err: dict[str, Any]) -> str:
 
 
 def validate_document(doc: dict[str, Any], source: str):
+    # pydantic is imported here, not at module level: ops commands read configs without it
+    from pydantic import ValidationError
+
     from config.models import PipelineConfig
 
     try:

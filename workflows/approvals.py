@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable
 
 from config.errors import UserError
@@ -36,8 +34,9 @@ def _is_local(args: argparse.Namespace) -> bool:
         return True
     if args.execution.startswith("arn:"):
         return False
-    root = Path(getattr(args, "runs_dir", None) or os.environ.get("MLPIPE_RUNS_DIR") or "runs")
-    return (root / args.execution).is_dir()
+    from workflows.local.store import runs_dir
+
+    return (runs_dir(getattr(args, "runs_dir", None)) / args.execution).is_dir()
 
 
 def pending_approvals(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.spec import PipelineSpec
+from workflows.files import replace_dir
 
 STATE_MACHINE_FILE = "stepfunctions/state_machine.asl.json"
 PIPELINE_FILE = "sagemaker/pipeline.json"
@@ -56,13 +56,7 @@ def write_tree(files: dict[str, bytes], out: Path) -> None:
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from config.errors import UserError
 from steps import naming
 from workflows import policies
+from workflows.files import write_bytes
 
 ACCOUNT = "${AWS::AccountId}"
 REGION = "${AWS::Region}"
@@ -177,18 +176,6 @@ def dump(doc: dict[str, Any], path: Path) -> str:
                     fix="name the file *.json, *.yaml or *.yml")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(args: argparse.Namespace) -> int:
     from steps.pipeline import load_spec
     from workflows.build import STATE_MACHINE_FILE
@@ -200,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
     files = render_cached(spec, "stepfunctions")
     key = lambda_package_key(spec, build_zip())
     doc = template(spec, files[STATE_MACHINE_FILE].decode(), key)
-    write_atomic(out, dump(doc, out))
+    write_bytes(out, dump(doc, out).encode())
     print(str(out))
     print(f"exported {spec.name} (stepfunctions) as CloudFormation; `mlpipe deploy --assets-only` "
           f"uploads the code assets and the Lambda zip (s3://{spec.bucket}/{key}) it refers to", file=sys.stderr)

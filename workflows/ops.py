@@ -81,23 +81,11 @@ class Target:
 
 def read_light(path: str | None) -> tuple[dict[str, Any], str]:
     """The config document without full validation (a typo elsewhere must not block `status`)."""
-    p = Path(path) if path else DEFAULT_CONFIG
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError("file not found", source=str(p), fix="pass an existing file with --config") from None
-    except OSError as exc:
-        raise UserError(f"cannot read file ({exc})", source=str(p)) from None
-    try:
-        if p.suffix.lower() == ".json":
-            doc = json.loads(text)
-        else:
-            import yaml
+    from config.loader import read_document
 
-            doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except Exception as exc:
-        raise UserError(f"invalid config: {exc}".replace("\n", " "), source=str(p)) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("pipeline"), dict) or "name" not in doc["pipeline"]:
+    p = Path(path) if path else DEFAULT_CONFIG
+    doc = read_document(p)
+    if not isinstance(doc.get("pipeline"), dict) or "name" not in doc["pipeline"]:
         raise UserError("no pipeline.name in the config", source=str(p), field="pipeline.name",
                         fix="see config/examples/ for a valid config")
     return doc, str(p)

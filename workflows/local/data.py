@@ -52,8 +52,7 @@ def fetch(source: str, cache: Path, aws: dict | None = None) -> tuple[Path, dict
         raise UserError(f"input data {source!r} does not exist", fix="pass an existing file or directory with --input")
     if path.is_file() and path.stat().st_size == 0:
         raise UserError(f"input data {source!r} is empty", fix="pass a CSV file with data rows")
-    digest = sha256_file(path) if path.is_file() else _sha256_dir(path)
-    return path.resolve(), {"source": str(path.resolve()), "sha256": digest}
+    return path.resolve(), {"source": str(path.resolve()), "sha256": tree_hash(path)}
 
 
 def _download(uri: str, cache: Path, aws: dict) -> tuple[Path, dict]:

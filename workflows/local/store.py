@@ -10,36 +10,22 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from config.errors import UserError
+from workflows.files import replace_dir, write_bytes, write_json
+
+# The store's own writers are the shared atomic ones.
+__all__ = ["DEFAULT_RUNS_DIR", "find_run", "list_runs", "locked", "new_run_id", "read_json", "replace_dir",
+           "runs_dir", "write_bytes", "write_json"]
 
 DEFAULT_RUNS_DIR = "runs"
 
 
 def runs_dir(option: str | None) -> Path:
     return Path(option or os.environ.get("MLPIPE_RUNS_DIR") or DEFAULT_RUNS_DIR).resolve()
-
-
-def write_json(path: Path, doc: Any) -> None:
-    write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def read_json(path: Path) -> Any:
@@ -80,14 +66,3 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
         with contextlib.suppress(ValueError, OSError):
             records.append(read_json(path))
     return sorted(records, key=lambda r: r.get("started", ""))
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished directory into place, replacing an older one."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        dst.rename(old)
-        src.rename(dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        src.rename(dst)
