@@ -1,4 +1,5 @@
-"""AWS resource names derived from the pipeline name, made safe for each service's limits.
+"""Every AWS resource name and ARN mlpipe uses, derived from the pipeline name, made safe for
+each service's limits and partition-aware (aws, aws-cn, aws-us-gov).
 
 Names are deterministic, so deploy can find what it created before (upsert, not duplicate).
 """
@@ -69,3 +70,108 @@ def log_group_name(pipeline: str) -> str:
 
 def queue_name(pipeline: str) -> str:
     return safe_name("mlpipe", pipeline, "schedule-dlq", limit=80)
+
+
+def deployer_function_name(pipeline: str, stage: str) -> str:
+    """The SageMaker target's endpoint deployer for an endpoint stage."""
+    return function_name(pipeline, stage)
+
+
+def starter_function_name(pipeline: str) -> str:
+    """The SageMaker target's S3-trigger starter (a rule cannot fill a pipeline parameter)."""
+    return function_name(pipeline, "trigger")
+
+
+def status_rule_name(pipeline: str, target: str) -> str:
+    return rule_name(pipeline, f"{target}-status")
+
+
+def trigger_rule_name(pipeline: str, target: str) -> str:
+    return rule_name(pipeline, f"{target}-new-data")
+
+
+def approved_rule_name(pipeline: str, stage: str) -> str:
+    return rule_name(pipeline, f"{stage}-approved")
+
+
+def orchestrator_name(pipeline: str, target: str) -> str:
+    """The state machine or the SageMaker pipeline."""
+    return state_machine_name(pipeline) if target == "stepfunctions" else sagemaker_pipeline_name(pipeline)
+
+
+# --- ARNs -------------------------------------------------------------------------------------
+
+_PARTITION_BY_REGION_PREFIX = {"cn-": "aws-cn", "us-gov-": "aws-us-gov"}
+
+
+def partition(region: str) -> str:
+    """``aws``, ``aws-cn`` or ``aws-us-gov``: the first field of every ARN in that region."""
+    return next((p for prefix, p in _PARTITION_BY_REGION_PREFIX.items() if region.startswith(prefix)), "aws")
+
+
+class Arns:
+    """Every ARN mlpipe builds, for one pipeline in one account and region.
+
+    ``account``/``region`` may be CloudFormation placeholders (``${AWS::AccountId}``); the
+    partition always follows the real region (``region_hint``), since a placeholder has none.
+    """
+
+    def __init__(self, pipeline: str, account: str, region: str, *, bucket: str = "", prefix: str = "",
+                 roles: dict[str, str | None] | None = None, region_hint: str | None = None) -> None:
+        self.pipeline, self.account, self.region = pipeline, account, region
+        self.bucket_name, self.prefix, self.roles = bucket, prefix, dict(roles or {})
+        self.p = partition(region_hint or region)
+
+    @classmethod
+    def of(cls, spec, account: str | None = None, region: str | None = None) -> "Arns":
+        return cls(spec.name, account or spec.account_id, region or spec.region, bucket=spec.bucket,
+                   prefix=spec.prefix, roles=dict(spec.roles), region_hint=spec.region)
+
+    def sm(self, kind: str, name: str) -> str:
+        return f"arn:{self.p}:sagemaker:{self.region}:{self.account}:{kind}/{name.lower()}"
+
+    def role(self, service: str) -> str:
+        """The configured role for a service, or the one deploy creates."""
+        given = self.roles.get("lambda_" if service == "lambda" else service)
+        return given or f"arn:{self.p}:iam::{self.account}:role/{role_name(self.pipeline, service)}"
+
+    def function(self, name: str) -> str:
+        return f"arn:{self.p}:lambda:{self.region}:{self.account}:function:{name}"
+
+    def topic(self) -> str:
+        return f"arn:{self.p}:sns:{self.region}:{self.account}:{topic_name(self.pipeline)}"
+
+    def queue(self) -> str:
+        return f"arn:{self.p}:sqs:{self.region}:{self.account}:{queue_name(self.pipeline)}"
+
+    def state_machine(self) -> str:
+        return f"arn:{self.p}:states:{self.region}:{self.account}:stateMachine:{state_machine_name(self.pipeline)}"
+
+    def execution(self, name: str) -> str:
+        return (f"arn:{self.p}:states:{self.region}:{self.account}:execution:"
+                f"{state_machine_name(self.pipeline)}:{name}")
+
+    def pipeline_arn(self) -> str:
+        return self.sm("pipeline", sagemaker_pipeline_name(self.pipeline))
+
+    def orchestrator(self, target: str) -> str:
+        return self.state_machine() if target == "stepfunctions" else self.pipeline_arn()
+
+    def rule(self, name: str) -> str:
+        return f"arn:{self.p}:events:{self.region}:{self.account}:rule/{name}"
+
+    def log_group(self, name: str) -> str:
+        return f"arn:{self.p}:logs:{self.region}:{self.account}:log-group:{name}"
+
+    def bucket(self) -> str:
+        return f"arn:{self.p}:s3:::{self.bucket_name}"
+
+    def objects(self, *sub: str) -> str:
+        path = "/".join(p for p in (self.prefix, *sub) if p)
+        return f"arn:{self.p}:s3:::{self.bucket_name}/{path + '/' if path else ''}*"
+
+    def ssm_parameter(self, name: str) -> str:
+        return f"arn:{self.p}:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
+    def root(self) -> str:
+        return f"arn:{self.p}:iam::{self.account}:root"

@@ -26,7 +26,7 @@ FACTORIES = {
 PLACEHOLDER_ACCOUNT = "000000000000"
 
 
-def _gate_later_stages(stages: list[Stage]) -> list[Stage]:
+def gate_later_stages(stages: list[Stage]) -> list[Stage]:
     """A gate guards every stage declared after it: nothing is registered, deployed or recorded
     unless the model passed."""
     from dataclasses import replace
@@ -42,7 +42,7 @@ def _gate_later_stages(stages: list[Stage]) -> list[Stage]:
     return out
 
 
-def _toposort(stages: list[Stage], source: str | None) -> tuple[Stage, ...]:
+def toposort(stages: list[Stage], source: str | None) -> tuple[Stage, ...]:
     """Dependency order; among ready stages the one declared first goes first, so the
     linear renderings (Step Functions, the local runner) follow the config's own order.
     Stages that wait on a manual approval go last: a person's answer (or a rejection, which
@@ -98,7 +98,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
             Parameter(name, p.type, p.default, p.description, tuple(p.allowed) if p.allowed else None)
             for name, p in config.parameters.items()
         ),
-        stages=_toposort(_gate_later_stages(stages), source),
+        stages=toposort(gate_later_stages(stages), source),
         data=config.data.model_dump() if config.data else {},
         schedule=Schedule(sched.expression, sched.timezone, sched.enabled, sched.retry.maximum_attempts,
                           sched.retry.maximum_event_age_seconds, sched.dead_letter_queue) if sched else None,

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config.errors import UserError  # noqa: E402
-from workflows import approvals  # noqa: E402
+from workflows.cli import ops as approvals  # noqa: E402
+from workflows.ops.stepfunctions import pending_approvals  # noqa: E402
 
 CONFIG = str(ROOT / "config" / "examples" / "abalone.yaml")
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:mlpipe-abalone:run-7"
@@ -72,8 +73,8 @@ def stubbed(status="RUNNING", events=None):
 
 
 def test_pending_approvals():
-    assert approvals.pending_approvals(history()) == [{"state": "approve", "token": "TOKEN-abc", "scheduled": T0}]
-    assert approvals.pending_approvals(history(answered=True)) == []
+    assert pending_approvals(history()) == [{"state": "approve", "token": "TOKEN-abc", "scheduled": T0}]
+    assert pending_approvals(history(answered=True)) == []
 
 
 def test_approve_sends_task_success_with_the_token(capsys):

@@ -13,7 +13,7 @@ from asl_eval import evaluate
 from conftest import EXAMPLES, ROOT, UPDATE_GOLDEN, run_cli, statelint
 
 from steps.pipeline import load_spec
-from workflows.build import PIPELINE_FILE, STATE_MACHINE_FILE, render
+from workflows.render import PIPELINE_FILE, STATE_MACHINE_FILE, render
 
 GOLDEN = ROOT / "tests" / "golden"
 CONFIGS = ["abalone", "bsm_pytorch", "quickstart"]
@@ -232,14 +232,14 @@ def _loaded_after(code: str) -> set[str]:
 
 
 def test_help_and_non_build_commands_do_not_import_the_sdks():
-    code = ("import contextlib, io\nfrom workflows import cli\n"
+    code = ("import contextlib, io\nfrom workflows.cli import main as cli\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    try:\n        cli.main(['--help'])\n    except SystemExit:\n        pass\n"
             "    for cmd in ('run', 'deploy', 'start', 'status', 'list', 'history', 'stop', 'schedule', 'graph',\n"
             "                'describe', 'approve', 'reject', 'models', 'serve', 'lineage', 'iam-policy', 'export'):\n"
             "        try:\n            cli.main([cmd, '--help'])\n        except SystemExit:\n            pass\n")
     assert not (_loaded_after(code) & set(HEAVY))
-    graph = "from workflows import cli\ncli.main(['graph', '--config', 'config/examples/abalone.yaml'])"
+    graph = "from workflows.cli import main as cli\ncli.main(['graph', '--config', 'config/examples/abalone.yaml'])"
     assert not (_loaded_after(graph) & set(HEAVY))
 
 
@@ -251,7 +251,7 @@ def test_only_renderer_modules_import_the_sdks():
             continue
         text = path.read_text()
         if re.search(r"^\s*(from|import)\s+(sagemaker|stepfunctions)\b", text, re.M) and rel not in (
-                "workflows/sagemaker_renderer.py", "workflows/stepfunctions_renderer.py"):
+                "workflows/render/sagemaker.py", "workflows/render/stepfunctions.py", "workflows/render/sdk.py"):
             offenders.append(rel)
     assert not offenders
 

@@ -28,7 +28,7 @@ MOTO_BLIND = {"s3 eventbridge notifications"}
 
 
 def deploy(url: str, target: str, *extra: str, capsys=None) -> tuple[int, list[dict]]:
-    from workflows.cli import main
+    from workflows.cli.main import main
 
     capsys.readouterr()
     code = main(["--endpoint-url", url, "deploy", "--config", CONFIG, "--target", target, "--output", "json", *extra])
@@ -201,7 +201,7 @@ def _args(url: str, target: str = "stepfunctions", config: str = CONFIG, dry_run
 def test_failing_deploy_reports_applied_and_not_applied(moto_server, capsys, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from workflows import deploy as deploy_mod
+    from workflows.cli import deploy as deploy_mod
     from workflows.aws import stepfunctions_client
 
     reset(moto_server)
@@ -221,7 +221,7 @@ def test_failing_deploy_reports_applied_and_not_applied(moto_server, capsys, mon
     def denied(*a, **kw):
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "CreateStateMachine")
     monkeypatch.setattr(stepfunctions_client, "upsert_state_machine", denied)
-    from workflows.cli import main
+    from workflows.cli.main import main
     assert main(["--endpoint-url", moto_server, "deploy", "--config", CONFIG]) == 2
     captured = capsys.readouterr()
     assert "deploy stopped" in captured.err and "not applied" in captured.out
@@ -229,14 +229,15 @@ def test_failing_deploy_reports_applied_and_not_applied(moto_server, capsys, mon
 
 def test_deploy_uses_the_callers_account(moto_server, tmp_path):
     """A config without account_id (or another one) is rendered with the real account."""
-    from workflows.deploy import prepare
+    from workflows.aws.session import from_args
+    from workflows.infra.plan import prepare
 
     text = Path(CONFIG).read_text().replace('account_id: "123456789012"', 'account_id: "999999999999"')
     cfg = tmp_path / "abalone.yaml"
     cfg.write_text(text)
-    d = prepare(_args(moto_server, config=str(cfg)))
+    d = prepare(str(cfg), "stepfunctions", from_args(_args(moto_server, config=str(cfg))))
     assert d.account == "123456789012" and d.spec.account_id == "123456789012"
-    asl = d.files["stepfunctions/state_machine.asl.json"].decode()
+    asl = next(s.resource for s in d.steps if s.resource.kind == "state machine").props["definition"]
     assert ":999999999999:" not in asl and ":123456789012:" in asl
 
 
@@ -248,7 +249,7 @@ def test_changed_config_updates_only_what_changed(moto_server, capsys, tmp_path)
     assert changed != text
     cfg = tmp_path / "abalone.yaml"
     cfg.write_text(changed)
-    from workflows.cli import main
+    from workflows.cli.main import main
 
     capsys.readouterr()
     assert main(["--endpoint-url", moto_server, "deploy", "--config", str(cfg), "-o", "json"]) == 0

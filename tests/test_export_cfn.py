@@ -21,7 +21,7 @@ CFN_LINT = Path(sys.executable).with_name("cfn-lint")
 @pytest.mark.parametrize("config, suffix", [("abalone", ".json"), ("abalone", ".yaml"), ("quickstart", ".yml"),
                                             ("bsm_pytorch", ".json")])
 def test_export_passes_cfn_lint(tmp_path, capsys, config, suffix):
-    from workflows.cli import main  # in-process: the SDKs are imported once per test process
+    from workflows.cli.main import main  # in-process: the SDKs are imported once per test process
 
     out = tmp_path / f"stack{suffix}"
     code = main(["export", "cloudformation", "--config", str(ROOT / f"config/examples/{config}.yaml"),

@@ -129,7 +129,7 @@ def test_sagemaker_failure_is_named(sm):
 
 
 def test_lambda_zip_is_deterministic_and_complete():
-    from workflows.deploy import build_zip
+    from workflows.infra.package import build_zip
 
     first = build_zip()
     build_zip.cache_clear()

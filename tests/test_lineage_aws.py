@@ -9,11 +9,11 @@ from moto_server import reset
 from test_deploy_cycle import CONFIG, client, deploy
 
 from steps.pipeline import load_spec
-from workflows.aws_lineage import sfn_record
+from workflows.ops.lineage import sfn_record
 
 
 def test_record_from_a_finished_execution():
-    from workflows.build import STATE_MACHINE_FILE, render
+    from workflows.render import STATE_MACHINE_FILE, render
 
     spec = load_spec(EXAMPLES / "abalone.yaml")
     definition = render(spec, "stepfunctions")[STATE_MACHINE_FILE].decode()

@@ -95,7 +95,7 @@ def test_missing_config_file(moto_server):
 
 def test_ops_never_import_the_sdks(state_machine):
     code = (
-        "import sys; from workflows.cli import main\n"
+        "import sys; from workflows.cli.main import main\n"
         f"for argv in (['list'], ['status'], ['schedule', 'show'], ['history', 'x'], ['start', '--param', 'TrainingInstanceCount=1']):\n"
         f"    main(['--endpoint-url', {state_machine!r}, *argv, '--config', {CONFIG!r}])\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sagemaker', 'stepfunctions'))\n"
@@ -112,7 +112,7 @@ def test_sagemaker_history_and_stop_with_stubber(tmp_path):
 
     from botocore.stub import Stubber
 
-    from workflows import ops
+    from workflows.cli import ops
 
     sm = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlpipe-abalone/execution/abc123"
@@ -159,7 +159,7 @@ def test_stop_twice_is_a_user_error(state_machine):
 def test_sfn_history_groups_events_by_state():
     from datetime import datetime, timedelta, timezone
 
-    from workflows.ops import sfn_stages
+    from workflows.ops.stepfunctions import stages as sfn_stages
 
     t = datetime(2026, 1, 1, tzinfo=timezone.utc)
     ev = lambda i, kind, s=0, **d: {"id": i, "type": kind, "timestamp": t + timedelta(seconds=s), **d}  # noqa: E731

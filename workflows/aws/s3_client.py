@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, error_code, is_not_found
+from typing import Any
+
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, error_code, is_not_found, or_none
 
 
 def ensure_bucket(s3, bucket: str, region: str, apply: bool = True) -> str:
@@ -55,3 +57,23 @@ def enable_eventbridge(s3, bucket: str, apply: bool = True) -> str:
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
             **keep, "EventBridgeConfiguration": {}})
     return UPDATED
+
+
+def head(s3, bucket: str, key: str) -> dict[str, Any] | None:
+    """The object's metadata (ETag, size), or None when it does not exist."""
+    return or_none(s3.head_object, Bucket=bucket, Key=key)
+
+
+def download(s3, bucket: str, key: str, path) -> None:
+    s3.download_file(bucket, key, str(path))
+
+
+def list_keys(s3, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def read_object(s3, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -88,3 +88,20 @@ def list_pipeline_execution_steps(sm, arn: str) -> list[dict[str, Any]]:
 
 def stop_pipeline_execution(sm, arn: str) -> dict[str, Any]:
     return sm.stop_pipeline_execution(PipelineExecutionArn=arn)
+
+
+def describe_model_package(sm, arn: str) -> dict[str, Any] | None:
+    return or_none(sm.describe_model_package, ModelPackageName=arn)
+
+
+def set_model_package_status(sm, arn: str, status: str, note: str) -> None:
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=note[:1024])
+
+
+def pipeline_definition_for_execution(sm, arn: str) -> str:
+    return sm.describe_pipeline_definition_for_execution(PipelineExecutionArn=arn)["PipelineDefinition"]
+
+
+def parameters_for_execution(sm, arn: str) -> dict[str, Any]:
+    page = or_none(sm.list_pipeline_parameters_for_execution, PipelineExecutionArn=arn) or {}
+    return {p["Name"]: p["Value"] for p in page.get("PipelineParameters", [])}

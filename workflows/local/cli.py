@@ -1,11 +1,19 @@
 """Local commands: ``run``, ``runs``, ``lineage``, ``serve``, ``models``, and the local side
-of ``approve``/``reject``."""
+of ``approve``/``reject``.
+
+Exit codes of ``mlpipe run`` (and of ``approve``, which continues the run): 0 succeeded,
+1 a stage failed (or the run store could not be written), 2 bad input (a ``UserError``: one
+message, no traceback; also a damaged ``run.json``, or a run busy in another command), 3 paused
+for approval, 128 + signal when interrupted (130 SIGINT, 143 SIGTERM, 129 SIGHUP; the run is
+``Interrupted`` and ``--resume`` continues it). A rejected run's status is ``Rejected``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +22,8 @@ from workflows.local import store
 
 EXIT_FAILED, EXIT_WAITING = 1, 3
 STATUS_STYLE = {"Succeeded": "green", "Cached": "cyan", "Failed": "red", "Running": "yellow", "Waiting": "magenta",
-                "Skipped": "dim", "Pending": "dim", "Rejected": "magenta"}
+                "Skipped": "dim", "Pending": "dim", "Rejected": "magenta", "Interrupted": "red", "Damaged": "red"}
+RESUMABLE = {"Failed", "Waiting", "Interrupted"}
 
 
 # --- building the run ------------------------------------------------------------------------
@@ -84,6 +93,10 @@ def _spec_for(options):
 def _options_from_args(args: argparse.Namespace):
     from workflows.local.runner import Options
 
+    if args.target_column is not None and not args.input:
+        raise UserError("--target names the column to predict in --input; it needs --input PATH",
+                        fix="pass --input PATH --target COL, or drop --target to run on the example's own data")
+
     return Options(config=str(Path(args.config).resolve()) if args.config else None, input=args.input,
                    target_column=args.target_column, delimiter=args.delimiter, header=args.header,
                    categorical=args.categorical, problem_type=args.problem_type, gate_threshold=args.gate_threshold,
@@ -149,8 +162,8 @@ def _table(record: dict[str, Any], live: bool = False):
             detail = f"{outs['rows']['value']} rows"
         elif s.get("reason"):
             detail = s["reason"]
-        elif s.get("error") and status == "Failed":
-            detail = s["error"].splitlines()[-1][:70]
+        elif s.get("error") and status == "Failed" and s["error"].strip():
+            detail = s["error"].strip().splitlines()[-1][:70]
         dur = s.get("duration")
         table.add_row(name, s["kind"], f"[{STATUS_STYLE.get(s['status'], '')}]{status}[/]",
                       f"{dur:.2f}" if dur is not None else "", detail)
@@ -193,8 +206,20 @@ def _report(record: dict[str, Any], output: str, progress: Progress | None) -> i
     failed = [n for n in record["order"] if record["stages"][n]["status"] == "Failed"]
     for name in failed:
         stage = record["stages"][name]
-        print(f"\nstage {name} failed; last lines of {record['run_dir']}/{stage.get('log', '')}:\n{stage.get('error', '')}",
-              file=sys.stderr)
+        error = store.bounded(stage.get("error", ""))
+        if stage.get("exit_code") == 2 and not (Path(record["run_dir"]) / stage.get("log", "-")).is_file():
+            print(f"\nerror: stage {name}: {error}", file=sys.stderr)
+        else:
+            print(f"\nstage {name} failed; last lines of {record['run_dir']}/{stage.get('log', '')}:\n{error}",
+                  file=sys.stderr)
+    for warning in record.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
+    if record["status"] == "Interrupted":
+        from workflows.local.supervise import exit_code
+
+        print(f"\nrun {record['run_id']} interrupted ({record.get('signal', 'signal')}); continue it with: "
+              f"mlpipe run --resume {record['run_id']}", file=sys.stderr)
+        return exit_code(record.get("signal_number") or 2)
     if record["status"] == "Succeeded":
         return 0
     if record["status"] == "Waiting":
@@ -207,12 +232,12 @@ def _report(record: dict[str, Any], output: str, progress: Progress | None) -> i
     return EXIT_FAILED
 
 
-def _execute(spec, options, root: Path, record: dict | None, output: str) -> int:
+def _execute(spec, options, root: Path, record: dict | None, output: str, lock=None) -> int:
     from workflows.local.runner import LocalRun
 
     progress = Progress()
     try:
-        run = LocalRun(spec, options, root, record=record, observer=progress)
+        run = LocalRun(spec, options, root, record=record, observer=progress, lock=lock)
         if record is None:
             progress.console.print(f"run {run.record['run_id']} → {run.run_dir}")
         result = run.execute()
@@ -225,45 +250,104 @@ def _execute(spec, options, root: Path, record: dict | None, output: str) -> int
 # --- commands ----------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
+    """``mlpipe run``: a new run, or ``--resume RUN`` (which takes only ``--no-cache``,
+    ``--gate-threshold`` and ``--tracking-uri`` besides). SIGINT/SIGTERM/SIGHUP before the run
+    exists end it with exit 128 + signal; during the run, see ``runner.LocalRun``."""
+    from workflows.local.supervise import signals
     from workflows.local.worker import Workers
 
-    Workers().warm()  # first thing: the warm server's imports overlap with loading the config
-    root = store.runs_dir(args.runs_dir)
-    if args.resume:
-        return _resume(root, args.resume, args.output)
-    options = _options_from_args(args)
-    spec = _spec_for(options)
-    return _execute(spec, options, root, None, args.output)
+    with signals(None):
+        Workers().warm()  # first thing: the warm server's imports overlap with loading the config
+        root = store.runs_dir(args.runs_dir)
+        if args.resume:
+            return _resume(root, args.resume, args.output, overrides=_resume_overrides(args))
+        options = _options_from_args(args)
+        spec = _spec_for(options)
+        return _execute(spec, options, root, None, args.output)
 
 
-def _resume(root: Path, run_id: str, output: str, decision: tuple[str, str] | None = None) -> int:
+def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """What a resume may change: --no-cache (this time), --gate-threshold (from now on),
+    --tracking-uri. Options that define the run's data or parameters are refused."""
+    fixed = {"--config": args.config, "--input": args.input, "--target": args.target_column,
+             "--delimiter": args.delimiter, "--header/--no-header": args.header, "--categorical": args.categorical,
+             "--problem-type": args.problem_type, "--param": args.param}
+    given = [flag for flag, value in fixed.items() if value not in (None, [], False)]
+    if given:
+        raise UserError(f"--resume continues a run with the options it started with; {', '.join(given)} cannot "
+                        "change", fix="start a new run with these options, or resume without them "
+                                      "(--no-cache, --gate-threshold and --tracking-uri may be given)")
+    out: dict[str, Any] = {}
+    if args.no_cache:
+        out["no_cache"] = True
+    if args.gate_threshold is not None:
+        out["gate_threshold"] = args.gate_threshold
+    if getattr(args, "tracking_uri", None):
+        out["tracking_uri"] = args.tracking_uri
+    return out
+
+
+def _resume(root: Path, run_id: str, output: str, decision: tuple[str, str] | None = None,
+            overrides: dict[str, Any] | None = None, lock: store.RunLock | None = None) -> int:
+    """Continue a run from where it stopped. Holds the run's lock (taken here unless the caller
+    holds it): a second resume/approve/reject of the same run gets a UserError."""
+    if lock is None:
+        path = store.find_run(root, run_id)
+        with store.RunLock(path, "resume") as held:
+            return _resume(root, run_id, output, decision, overrides, lock=held)
     from workflows.local.runner import DONE, Options
 
     path = store.find_run(root, run_id)
-    record = store.read_json(path / "run.json")
-    if record["status"] == "Succeeded" and decision is None:
+    record = store.read_record(path)
+    status = store.effective_status(record)
+    if status == "Running":
+        raise UserError(f"run {record['run_id']} is still running (pid {(record.get('owner') or {}).get('pid')})",
+                        fix="wait for it to finish, or stop it first")
+    if status == "Succeeded" and decision is None:
         raise UserError(f"run {record['run_id']} already succeeded; nothing to resume")
-    options = Options(**record["options"])
+    if status == "Rejected":
+        raise UserError(f"run {record['run_id']} was rejected; nothing to resume", fix="start a new run")
+    overrides = overrides or {}
+    try:
+        options = Options.from_record(record.get("options") or {})
+    except TypeError as exc:
+        raise UserError(f"the run record {path / 'run.json'} is damaged (its options: {exc})",
+                        fix="start a new run with `mlpipe run`") from None
+    if "gate_threshold" in overrides:  # the run's threshold from now on
+        gates = [n for n in record["order"] if record["stages"][n]["kind"] == "gate"]
+        passed = [n for n in gates if record["stages"][n]["status"] in DONE]
+        if passed and overrides["gate_threshold"] != options.gate_threshold:
+            raise UserError(f"the quality gate {passed[0]} of run {record['run_id']} already passed; a new "
+                            "--gate-threshold cannot apply to it", fix="start a new run with --gate-threshold")
+        options.gate_threshold = overrides["gate_threshold"]
+        record["options"]["gate_threshold"] = overrides["gate_threshold"]
+    if "tracking_uri" in overrides:
+        options.tracking_uri = record["options"]["tracking_uri"] = overrides["tracking_uri"]
+    if overrides.get("no_cache"):
+        options.no_cache = True  # this resume recomputes (and refreshes) what it runs
     spec = _spec_for(options)
     if [s.name for s in spec.stages] != record["order"]:
         raise UserError("the pipeline's stages changed since this run started", fix="start a new run")
     for name in record["order"]:
-        if record["stages"][name]["status"] not in DONE:
-            record["stages"][name]["status"] = "Pending"
+        entry = record["stages"][name]
+        if entry["status"] not in DONE:
+            entry["status"] = "Pending"
+            for key in ("reason", "error", "exit_code", "warnings"):
+                entry.pop(key, None)
     if decision is not None:
         stage, verdict = decision
         record["approvals"][stage] = verdict
-    return _execute(spec, options, root, record, output)
+    return _execute(spec, options, root, record, output, lock=lock)
 
 
 def _waiting_approval(root: Path, run_id: str) -> tuple[Path, dict, str]:
     path = store.find_run(root, run_id)
-    record = store.read_json(path / "run.json")
+    record = store.read_record(path)
     waiting = [n for n in record["order"] if record["stages"][n]["kind"] == "approval"
                and record["stages"][n]["status"] == "Waiting"]
-    if not waiting:
-        raise UserError(f"run {record['run_id']} is not waiting for an approval (status {record['status']})",
-                        fix="start it with `mlpipe run --approval manual`")
+    if not waiting or store.effective_status(record) not in ("Waiting", "Failed", "Interrupted"):
+        raise UserError(f"run {record['run_id']} is not waiting for an approval (status "
+                        f"{store.effective_status(record)})", fix="start it with `mlpipe run --approval manual`")
     return path, record, waiting[0]
 
 
@@ -275,33 +359,51 @@ def _set_version_status(root: Path, record: dict, status: str, reason: str = "")
         if stage["kind"] == "register" and "version" in stage.get("outputs", {}):
             registry.set_status(root, stage["outputs"]["group"]["value"], str(stage["outputs"]["version"]["value"]),
                                 status, reason)
+            stage["outputs"]["approval_status"] = {"value": status}
 
 
 def approve_local(args: argparse.Namespace) -> int:
+    """Approve a paused run and continue it (the approval stage sets the registry version to
+    Approved before the endpoint deploys). Holds the run's lock: a concurrent approve or
+    reject of the same run gets a UserError, so there is exactly one decision."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
-    _, record, stage = _waiting_approval(root, args.execution)
-    _set_version_status(root, record, "Approved")
-    return _resume(root, record["run_id"], getattr(args, "output", "table"), decision=(stage, "approved"))
+    path = store.find_run(root, args.execution)
+    with store.RunLock(path, "approve") as lock:
+        _, record, stage = _waiting_approval(root, args.execution)
+        return _resume(root, record["run_id"], getattr(args, "output", "table"), decision=(stage, "approved"),
+                       lock=lock)
 
 
 def reject_local(args: argparse.Namespace) -> int:
-    """A rejection ends the run cleanly: the approval stage records it, nothing is deployed."""
-    import time
-
+    """A rejection ends the run cleanly: the approval stage records it, nothing is deployed,
+    the run's status is ``Rejected``. Holds the run's lock, like approve."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
+    path = store.find_run(root, args.execution)
+    with store.RunLock(path, "reject"):
+        return _reject_locked(root, args)
+
+
+def _reject_locked(root: Path, args: argparse.Namespace) -> int:
     path, record, stage = _waiting_approval(root, args.execution)
-    _set_version_status(root, record, "Rejected", args.reason)
+    reason = store.bounded(args.reason or "")
+    _set_version_status(root, record, "Rejected", reason)
     record["approvals"][stage] = "rejected"
     entry = record["stages"][stage]
-    entry.update(status="Rejected", reason=args.reason, outputs={"decision": {"value": "rejected"}})
+    entry.update(status="Rejected", reason=reason, outputs={"decision": {"value": "rejected"}})
+    entry.pop("error", None)
+    entry.pop("exit_code", None)
     downstream = _downstream(record, stage)
     for name in downstream:
         record["stages"][name].update(status="Skipped", reason=f"{stage} rejected")
     work = path / "stages" / f".{stage}.work"
     if work.is_dir():
+        store.write_json(work / "stage.json", entry)
         store.replace_dir(work, path / "stages" / stage)
-    record["status"] = "Succeeded" if all(record["stages"][n]["status"] in ("Succeeded", "Cached", "Rejected", "Skipped")
-                                          for n in record["order"]) else record["status"]
+    if not any(record["stages"][n]["status"] == "Failed" for n in record["order"]):
+        record["status"] = "Rejected"
+    record.pop("error", None)
+    if record.get("lineage", {}).get("registry"):
+        record["lineage"]["registry"]["approval_status"] = "Rejected"
     record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     store.write_json(path / "run.json", record)
     if getattr(args, "output", "table") == "json":
@@ -314,18 +416,29 @@ def reject_local(args: argparse.Namespace) -> int:
 def _downstream(record: dict, stage: str) -> list[str]:
     from workflows.local.runner import Options
 
-    spec = _spec_for(Options(**record["options"]))
+    spec = _spec_for(Options.from_record(record["options"]))
     return list(spec.downstream(stage))
 
 
 def runs(args: argparse.Namespace) -> int:
+    """List local runs with their effective status (``Running`` only while the owner process
+    lives, else ``Interrupted``). A damaged ``run.json`` is listed as ``Damaged`` with a
+    warning; the other runs are listed as usual."""
     records = store.list_runs(store.runs_dir(args.runs_dir))
+    damaged = [r for r in records if r["status"] == "Damaged"]
+    for r in damaged:
+        print(f"warning: {r['error']}", file=sys.stderr)
     if args.output == "json":
-        print(json.dumps([summary(r) for r in records], indent=2, sort_keys=True, default=str))
+        docs = [summary(r) for r in records]
+        for doc, r in zip(docs, records):
+            if r.get("error"):
+                doc["error"] = r["error"]
+        print(json.dumps(docs, indent=2, sort_keys=True, default=str))
         return 0
     for r in records:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((r.get("metrics") or {}).items()) if k in ("mse", "rmse", "accuracy"))
-        print(f"{r['run_id']:<40} {r['status']:<10} {r.get('started', ''):<22} {metrics}")
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((r.get("metrics") or {}).items())
+                            if k in ("mse", "rmse", "accuracy") and isinstance(v, (int, float)))
+        print(f"{r['run_id']:<40} {r['status']:<11} {str(r.get('started', '')):<22} {metrics}")
     if not records:
         print("no local runs yet: mlpipe run", file=sys.stderr)
     return 0
@@ -334,15 +447,15 @@ def runs(args: argparse.Namespace) -> int:
 def lineage(args: argparse.Namespace) -> int:
     """A local run's lineage, or, with --target, an AWS execution's (read back from AWS)."""
     if getattr(args, "target", None):
-        from workflows import aws_lineage
+        from workflows.cli.ops import lineage as aws_lineage
 
-        doc = aws_lineage.main(args)
+        doc = aws_lineage(args)
     else:
         path = store.find_run(store.runs_dir(args.runs_dir), args.run_id)
-        record = store.read_json(path / "run.json")
+        record = store.read_record(path)
         doc = record.get("lineage")
-        if not doc:
-            raise UserError(f"run {record['run_id']} has no lineage yet (status {record['status']})")
+        if not isinstance(doc, dict) or not doc:
+            raise UserError(f"run {record['run_id']} has no lineage yet (status {store.effective_status(record)})")
     if args.output == "json":
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
         return 0
@@ -374,7 +487,7 @@ def _model_path(root: Path, model: str) -> Path:
     if candidate.is_file():
         return candidate.resolve()
     path = store.find_run(root, model)
-    record = store.read_json(path / "run.json")
+    record = store.read_record(path)
     artifact = ((record.get("lineage") or {}).get("model") or {}).get("artifact")
     if not artifact:
         for name in record["order"]:
@@ -387,13 +500,24 @@ def _model_path(root: Path, model: str) -> Path:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from workflows.local.serve import make_server
+    from workflows.local.serve import NotAModel, make_server
 
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is not a TCP port", fix="give a port from 1 to 65535 (0: any free port)")
     model = _model_path(store.runs_dir(args.runs_dir), args.model)
     try:
         server = make_server(model, port=args.port)
+    except NotAModel as exc:
+        raise UserError(str(exc), fix="serve a run id, a run directory, or a model.tar.gz from a training stage") \
+            from None
     except OSError as exc:
-        raise UserError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", fix="pick another --port") from None
+        raise UserError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
+                        fix="pick another --port") from None
+    except (OverflowError, ValueError) as exc:
+        raise UserError(f"cannot serve {model}: {exc}", fix="check --port and the model file") from None
+    except Exception as exc:  # the model's own loader failed
+        raise UserError(f"cannot load a model from {model}: {type(exc).__name__}: {store.bounded(str(exc), 500, 500)}",
+                        fix="serve a model.tar.gz written by a training stage") from None
     host, port = server.server_address[:2]
     print(f"serving {model} on http://{host}:{port}  (GET /ping, POST /invocations text/csv; Ctrl-C stops)",
           file=sys.stderr, flush=True)

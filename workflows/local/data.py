@@ -57,18 +57,25 @@ def fetch(source: str, cache: Path, aws: dict | None = None) -> tuple[Path, dict
 
 def _download(uri: str, cache: Path, aws: dict) -> tuple[Path, dict]:
     """S3 input through the same client factory as every other AWS call (honours
-    --endpoint-url, --region, --profile and the standard AWS settings)."""
+    --endpoint-url, --region, --profile, the config's region and the standard AWS settings)."""
+    import os
+
+    from workflows.aws import s3_client
     from workflows.aws.session import Aws, aws_errors
 
     bucket, _, key = uri[5:].partition("/")
-    s3 = Aws(**aws).client("s3")
+    settings = dict(aws)
+    settings["region"] = settings.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    s3 = Aws(**settings).client("s3")
     with aws_errors(f"reading {uri} (or pass a local file with --input)"):
-        head = s3.head_object(Bucket=bucket, Key=key)
+        head = s3_client.head(s3, bucket, key)
+    if head is None:
+        raise UserError(f"input data {uri} does not exist", fix="check the S3 URI, or pass a local file with --input")
     etag = head["ETag"].strip('"')
     out = cache / "s3" / hashlib.sha256(f"{uri}@{etag}".encode()).hexdigest()[:16] / Path(key).name
     if not out.is_file():
         with aws_errors(f"reading {uri}"):
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            body = s3_client.read_object(s3, bucket, key)
         write_bytes(out, body)
     return out, {"source": uri, "etag": etag, "sha256": sha256_file(out)}
 

@@ -1,5 +1,9 @@
 """The local model registry: model package groups with numbered versions, metrics and an
-approval status, kept in the run store (``runs/registry/<group>.json``)."""
+approval status, kept in the run store (``runs/registry/<group>.json``).
+
+Registering is idempotent per run and stage: a version records the ``run_id`` and ``stage``
+that registered it, and registering again from the same run and stage (a resume after a
+crash) returns that version instead of adding another."""
 
 from __future__ import annotations
 
@@ -17,10 +21,28 @@ def _path(root: Path, group: str) -> Path:
     return root / "registry" / f"{group}.json"
 
 
+def _read(path: Path, group: str) -> dict[str, Any]:
+    if not path.is_file():
+        return {"group": group, "versions": []}
+    try:
+        doc = read_json(path)
+        if not isinstance(doc, dict) or not isinstance(doc.get("versions"), list):
+            raise ValueError("not a registry document")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"the local registry file {path} is damaged ({str(exc)[:200]})",
+                        fix="restore it from a backup, or move it away to start the group afresh") from None
+    return doc
+
+
 def register(root: Path, group: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Add a version (or return the one this run's stage registered already)."""
     path = _path(root, group)
     with locked(path):
-        doc = read_json(path) if path.is_file() else {"group": group, "versions": []}
+        doc = _read(path, group)
+        if entry.get("run_id") and entry.get("stage"):
+            for existing in doc["versions"]:
+                if existing.get("run_id") == entry["run_id"] and existing.get("stage") == entry["stage"]:
+                    return {**existing, "existing": True}
         version = {**entry, "version": len(doc["versions"]) + 1,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "arn": f"local:model-package/{group}/{len(doc['versions']) + 1}"}
@@ -34,7 +56,7 @@ def register(root: Path, group: str, entry: dict[str, Any]) -> dict[str, Any]:
 def versions(root: Path, group: str | None = None) -> list[dict[str, Any]]:
     out = []
     for path in sorted((root / "registry").glob("*.json")):
-        doc = read_json(path)
+        doc = _read(path, path.stem)
         if group is None or doc["group"] == group:
             out += [{"group": doc["group"], **v} for v in doc["versions"]]
     return out
@@ -55,7 +77,7 @@ def set_status(root: Path, group: str | None, version: str, status: str, reason:
     if not path.is_file():
         raise UserError(f"no model package group {group!r} in the local registry", fix="list them with `mlpipe models list`")
     with locked(path):
-        doc = read_json(path)
+        doc = _read(path, group)
         match = [v for v in doc["versions"] if str(v["version"]) == str(version)]
         if not match:
             raise UserError(f"group {group!r} has no version {version}", fix="list them with `mlpipe models list`")

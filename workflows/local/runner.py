@@ -5,19 +5,39 @@ the stage in its own (warm, forked) process, and records status, timing, outputs
 in ``run.json``. A stage's directory gets its final name only when the stage succeeded; a
 failed stage leaves ``<stage>.failed/`` with its log. Deterministic stages (processing,
 training, evaluation, transform) are cached by a content hash of their code, config and
-inputs, and reused when nothing changed.
+inputs, and reused when nothing changed (see ``cache.py``: entries are verified by content
+hash on every use, and runs get copies).
+
+Reliability:
+
+- The run holds ``run.lock`` while it runs (see ``store.RunLock``) and records its owner
+  (PID, host, process start time): a run whose owner died is shown as ``Interrupted``.
+- SIGINT, SIGTERM and SIGHUP kill the running stage processes and the fork server, mark the
+  stages that were running and the run ``Interrupted``; the CLI exits 128 + the signal
+  (130, 143, 129). ``--resume`` continues it.
+- Any failure, including one before the first stage ran (missing, empty or unusable input), is
+  recorded: the stage and the run become ``Failed`` with the reason (bounded to its first and
+  last 2 KB; the full text is in the stage's log).
+- Resuming never repeats a finished side effect: a stage whose directory is complete is
+  adopted as it is, and the registry returns the version a run's register stage already
+  created.
+- A run store that cannot be written (disk full) stops the run: it is marked ``Failed`` when
+  the record can still be written, and a ``StoreWriteError`` (exit 1) says what to do.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import threading
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +45,8 @@ from config.errors import UserError
 from steps.spec import (
     EvaluationStage, GateStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage, TrainingStage,
 )
-from workflows.local import store
+from workflows.local import store, supervise
+from workflows.local.cache import StageCache, copy_tree
 from workflows.local.data import feature_rows, fetch, tree_hash
 from workflows.local.stages import WAITING
 from workflows.local.worker import Job, Workers
@@ -34,6 +55,9 @@ CACHEABLE = {"processing", "training", "evaluation", "transform"}
 PARALLEL = 2  # stages running at once when the DAG allows: independent branches overlap
 DONE = {"Succeeded", "Cached"}
 EMULATOR_CODE = [Path(__file__).with_name("xgboost_algo.py"), Path(__file__).with_name("stages.py")]
+GRACE = 5.0  # seconds the stage threads get to wind down after an interruption
+MAX_LINE_BYTES = 1 << 20  # a longer "row" in an input file is refused (MLPIPE_MAX_LINE_BYTES overrides)
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @dataclass
@@ -54,6 +78,11 @@ class Options:
     tracking_uri: str | None = None
     aws: dict[str, str | None] = field(default_factory=dict)  # endpoint_url, region, profile for S3 inputs
 
+    @classmethod
+    def from_record(cls, stored: dict[str, Any]) -> "Options":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in known})
+
 
 class StageFailed(Exception):
     def __init__(self, stage: str, code: int, message: str) -> None:
@@ -61,28 +90,111 @@ class StageFailed(Exception):
         super().__init__(message)
 
 
+def max_line_bytes() -> int:
+    try:
+        return max(1024, int(os.environ.get("MLPIPE_MAX_LINE_BYTES", MAX_LINE_BYTES)))
+    except ValueError:
+        return MAX_LINE_BYTES
+
+
+def long_line(path: Path, limit: int) -> int | None:
+    """The number of the first line of ``path`` longer than ``limit`` bytes, or None. Reads in
+    chunks of at most ``limit`` bytes, so memory stays bounded whatever the file holds."""
+    chunk_size = min(limit, 1 << 20)
+    current = 0  # bytes of the line being read so far
+    line = 1
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            first = chunk.find(b"\n")
+            if first < 0:
+                current += len(chunk)
+            else:
+                if current + first > limit:
+                    return line
+                line += chunk.count(b"\n")  # lines wholly inside a chunk are shorter than the limit
+                current = len(chunk) - chunk.rfind(b"\n") - 1
+            if current > limit:
+                return line
+    return None
+
+
+def check_line_length(path: Path, source: str) -> None:
+    """Refuse an input whose "rows" are not rows (e.g. a single line of tens of MB) early, in
+    bounded memory, instead of letting a CSV reader chew on it for minutes."""
+    limit = max_line_bytes()
+    paths = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in paths:
+        number = long_line(p, limit)
+        if number is not None:
+            where = "" if p == path else f" ({p.name})"
+            raise UserError(f"input data {source}{where}: line {number} is a line longer than {limit} bytes; "
+                            "this does not look like a CSV file with one row per line",
+                            fix="pass a CSV file with one row per line (or raise the limit with "
+                                "MLPIPE_MAX_LINE_BYTES)")
+
+
 class LocalRun:
     def __init__(self, spec: PipelineSpec, options: Options, root: Path, record: dict[str, Any] | None = None,
-                 observer: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 observer: Callable[[dict[str, Any]], None] | None = None,
+                 lock: store.RunLock | None = None) -> None:
         self.spec, self.options, self.root = spec, options, root
         self.observer = observer or (lambda record: None)
         self.workers = Workers()
+        self.cache = StageCache(root)
         self.emulator = None
         if record is None:
             run_id = store.new_run_id(spec.name)
             record = {
                 "run_id": run_id, "pipeline": spec.name, "status": "Running", "run_dir": str(root / run_id),
-                "config": str(spec.source) if spec.source else None, "options": options.__dict__,
+                "config": str(spec.source) if spec.source else None, "options": dict(options.__dict__),
                 "stages": {s.name: {"kind": s.kind, "status": "Pending"} for s in spec.stages},
                 "order": [s.name for s in spec.stages], "approvals": {},
             }
+        record.setdefault("approvals", {})
         self.record = record
         self._lock = threading.RLock()  # stages run in threads; the record is shared
         self.run_dir = Path(record["run_dir"])
         self.stage_root = self.run_dir / "stages"
+        self.lock = lock           # the run lock, when the caller already holds it
+        self.signum: int | None = None
+        self.stopping = False      # a signal or a fatal store error: start nothing new
+        self.fatal: store.StoreWriteError | None = None
+        self._closed = False       # the final record is written: later writes are dropped
 
     # --- public --------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
+        """Run (or continue) the pipeline. Returns the record; its ``status`` is Succeeded,
+        Failed, Waiting or Interrupted (then ``signal_number`` says which signal)."""
+        parameters = self.parameters()  # a bad --param is refused before anything is written
+        own_lock = self.lock is None
+        if own_lock:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise store._write_failed(exc, self.run_dir) from None
+            self.lock = store.RunLock(self.run_dir, "run").acquire()
+        try:
+            with supervise.signals(self._on_signal):
+                return self._execute(parameters)
+        finally:
+            if own_lock:
+                self.lock.release()
+                self.lock = None
+
+    def _on_signal(self, signum: int) -> None:
+        """SIGINT/SIGTERM/SIGHUP: stop the stage processes now; the main loop winds down."""
+        if self.signum is None:
+            self.signum = signum
+        self.stopping = True
+        self.workers.kill_all()
+
+    def _fatal(self, exc: store.StoreWriteError) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self.stopping = True
+        self.workers.kill_all()
+
+    def _execute(self, parameters: dict[str, Any]) -> dict[str, Any]:
         self.workers.warm()
         if any(s.kind == "lambda" for s in self.spec.stages):
             from workflows.local.emulator import LocalAws
@@ -90,39 +202,88 @@ class LocalRun:
             self.emulator = LocalAws(self.root / ".emulator")
             self.emulator.start_in_background()  # moto's import overlaps with the first stages
         started = time.time()
-        self.record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
-        self.record["status"] = "Running"
-        self.record["parameters"] = self.parameters()
-        self.record["config_hash"] = self.spec.fingerprint
-        self._save()
+        with self._lock:
+            self.record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
+            for key in ("error", "signal", "signal_number", "ended", "warnings"):
+                self.record.pop(key, None)
+            self.record.update(status="Running", parameters=parameters, config_hash=self.spec.fingerprint,
+                               owner=store.owner())
+        error: BaseException | None = None
         try:
+            self._save(strict=True)
             self._schedule()
+        except store.StoreWriteError as exc:
+            self._fatal(exc)
+        except BaseException as exc:  # a bug in the runner: still record how the run ended
+            error = exc
+            self.stopping = True
         finally:
             self.workers.shutdown()
             if self.emulator is not None:
                 self.emulator.stop()
-        statuses = {s["status"] for s in self.record["stages"].values()}
-        if "Failed" in statuses:
-            self.record["status"] = "Failed"
-        elif "Waiting" in statuses:
-            self.record["status"] = "Waiting"
-        else:
-            self.record["status"] = "Succeeded"
-        self.record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.record["duration"] = round(self.record.get("duration", 0) + time.time() - started, 3)
-        self.record["metrics"] = self.metrics()
-        self.record["lineage"] = self.lineage()
-        self._track()
-        self._save()
+        self._finish(started, error)
+        if error is not None:
+            raise error
+        if self.fatal is not None:
+            raise self.fatal
         return self.record
+
+    def _finish(self, started: float, error: BaseException | None) -> None:
+        with self._lock:
+            record = self.record
+            for name in record["order"]:
+                entry = record["stages"][name]
+                if entry["status"] == "Running":  # abandoned while winding down
+                    entry.update(status="Interrupted" if self.stopping else "Failed")
+            statuses = {record["stages"][n]["status"] for n in record["order"]}
+            if self.signum is not None:
+                record["status"] = "Interrupted"
+                record["signal"] = supervise.signal_name(self.signum)
+                record["signal_number"] = self.signum
+                record["error"] = f"interrupted by {record['signal']}; continue with: mlpipe run --resume " \
+                                  f"{record['run_id']}"
+            elif self.fatal is not None or error is not None:
+                record["status"] = "Failed"
+                text = self.fatal.render() if self.fatal is not None else f"{type(error).__name__}: {error}"
+                record["error"] = store.bounded(text)
+            elif "Failed" in statuses:
+                record["status"] = "Failed"
+                first = next(n for n in record["order"] if record["stages"][n]["status"] == "Failed")
+                record["error"] = f"stage {first} failed: " + store.bounded(record["stages"][first].get("error", ""))
+            elif "Waiting" in statuses:
+                record["status"] = "Waiting"
+            else:
+                record["status"] = "Succeeded"
+            record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            record["duration"] = round(record.get("duration", 0) + time.time() - started, 3)
+        try:
+            metrics, lineage = self.metrics(), self.lineage()
+        except Exception as exc:  # a summary must not hide how the run ended
+            self._warn_run(f"could not summarize the run: {type(exc).__name__}: {exc}")
+        else:
+            with self._lock:
+                self.record["metrics"], self.record["lineage"] = metrics, lineage
+        if self.signum is None:
+            self._track()
+        with self._lock:
+            try:
+                store.write_json(self.run_dir / "run.json", self.record)
+            except store.StoreWriteError as exc:
+                if self.fatal is None:
+                    self.fatal = exc
+            else:
+                self._observe()
+            self._closed = True
 
     def _schedule(self) -> None:
         """Run stages as their upstream stages finish, up to PARALLEL at once, in spec order
-        among those ready (the spec's order is the config's, approvals last)."""
+        among those ready (the spec's order is the config's, approvals last). Stops starting
+        stages when the run is interrupted."""
         pending = list(self.spec.stages)
         running: dict = {}
-        with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="stage") as pool:
-            while pending or running:
+        pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="stage")
+        try:
+            while (pending or running) and not self.stopping:
                 active = {s.name for s in pending} | {s.name for s in running.values()}
                 for stage in [s for s in pending if not (set(s.upstream) & active)]:
                     if len(running) >= PARALLEL:
@@ -130,10 +291,16 @@ class LocalRun:
                     pending.remove(stage)
                     running[pool.submit(self._run_stage, stage)] = stage
                     active = {s.name for s in pending} | {s.name for s in running.values()}
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if not running:
+                    break  # nothing can start (cannot happen with a topological order)
+                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
                     running.pop(future)
                     future.result()
+            if running:
+                wait(running, timeout=GRACE)  # their processes are killed: they end quickly
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _set(self, target: dict, **values: Any) -> None:
         with self._lock:
@@ -183,6 +350,7 @@ class LocalRun:
             if not explicit and source.startswith("s3://"):
                 return None  # an example's S3 default: the caller falls back to local data
         path, lineage = fetch(source, self.root / ".datasets", self.options.aws)
+        check_line_length(path, source)
         with self._lock:
             self.record.setdefault("lineage_inputs", {})[param] = lineage
         return path
@@ -195,7 +363,7 @@ class LocalRun:
     # --- stage execution -----------------------------------------------------------------
     def _run_stage(self, stage: Stage) -> None:
         entry = self.record["stages"][stage.name]
-        if entry["status"] in DONE:
+        if entry["status"] in DONE or self.stopping:
             return
         blocked = [u for u in stage.upstream if self.record["stages"][u]["status"] not in DONE]
         if blocked:
@@ -203,53 +371,123 @@ class LocalRun:
             self._save()
             return
         with self._lock:
+            for key in ("error", "reason", "exit_code", "warnings", "log", "duration", "adopted"):
+                entry.pop(key, None)
             entry.update(status="Running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            entry.pop("error", None)
         self._save()
+        if self._adopt(stage, entry):
+            return
         final = self.stage_root / stage.name
         work = self.stage_root / f".{stage.name}.work"
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(self.stage_root / f"{stage.name}.failed", ignore_errors=True)
-        work.mkdir(parents=True)
         t0 = time.perf_counter()
         try:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(self.stage_root / f"{stage.name}.failed", ignore_errors=True)
             key = self._cache_key(stage) if stage.kind in CACHEABLE else None
-            cached = self.root / ".cache" / key if key else None
-            if cached is not None and cached.is_dir() and not self.options.no_cache:
-                shutil.rmtree(work)
-                _link_tree(cached, work)
+            hit, warning = False, None
+            if key is not None and not self.options.no_cache:
+                work.parent.mkdir(parents=True, exist_ok=True)
+                hit, warning = self.cache.fetch(key, work)
+            if not hit:
+                work.mkdir(parents=True, exist_ok=True)
+            if warning:
+                self._warn(entry, work, warning)
+            if hit:
                 meta = store.read_json(work / "stage.json")
                 self._set(entry, outputs=meta["outputs"], status="Cached", cache_key=key)
             else:
                 outputs = getattr(self, f"_{stage.kind}")(stage, work)
                 self._set(entry, outputs=outputs, status="Succeeded", cache_key=key)
-        except StageFailed as exc:
-            waiting = exc.code == WAITING
-            log = f"stages/.{stage.name}.work/log.txt" if waiting else f"stages/{stage.name}.failed/log.txt"
-            self._set(entry, status="Waiting" if waiting else "Failed", error=exc.message, exit_code=exc.code,
-                      duration=round(time.perf_counter() - t0, 3), log=log)
+            self._set(entry, duration=round(time.perf_counter() - t0, 3), log=f"stages/{stage.name}/log.txt")
             with self._lock:
                 store.write_json(work / "stage.json", entry)
-            if not waiting:
-                store.replace_dir(work, self.stage_root / f"{stage.name}.failed")
-            self._save()
+            if key and entry["status"] == "Succeeded":
+                warning = self.cache.store(key, work, refresh=self.options.no_cache, source=self.record["run_id"])
+                if warning:
+                    self._warn(entry, None, warning)
+            store.replace_dir(work, final)
+        except StageFailed as exc:
+            self._stage_failed(stage, entry, work, exc.code, exc.message, t0)
             return
-        self._set(entry, duration=round(time.perf_counter() - t0, 3), log=f"stages/{stage.name}/log.txt")
-        with self._lock:
-            store.write_json(work / "stage.json", entry)
-        if key and entry["status"] == "Succeeded" and not (self.root / ".cache" / key).exists():
-            self._store_cache(work, key)
-        store.replace_dir(work, final)
+        except store.StoreWriteError as exc:
+            self._fatal(exc)
+            self._stage_failed(stage, entry, work, 1, exc.render(), t0)
+            return
+        except UserError as exc:  # unusable input found before the stage could start
+            self._log(work, f"error: {exc.render()}")
+            self._stage_failed(stage, entry, work, 2, exc.render(), t0)
+            return
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:
+                failure = store._write_failed(exc, Path(exc.filename) if exc.filename else self.run_dir)
+                self._fatal(failure)
+                self._stage_failed(stage, entry, work, 1, failure.render(), t0)
+                return
+            self._log(work, traceback.format_exc())
+            self._stage_failed(stage, entry, work, 1, f"{type(exc).__name__}: {exc}", t0)
+            return
+        except Exception as exc:
+            self._log(work, traceback.format_exc())
+            self._stage_failed(stage, entry, work, 1, f"{type(exc).__name__}: {exc}", t0)
+            return
         self._save()
 
-    def _store_cache(self, work: Path, key: str) -> None:
-        tmp = self.root / ".cache" / f".{key}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        _link_tree(work, tmp)
+    def _stage_failed(self, stage: Stage, entry: dict, work: Path, code: int, message: str, t0: float) -> None:
+        interrupted = self.stopping and code != WAITING
+        waiting = code == WAITING and not self.stopping
+        status = "Interrupted" if interrupted else "Waiting" if waiting else "Failed"
+        keep = status != "Failed"  # an interrupted or waiting stage keeps its work directory
+        log = f"stages/.{stage.name}.work/log.txt" if keep else f"stages/{stage.name}.failed/log.txt"
+        self._set(entry, status=status, error=store.bounded(message, where=str(self.run_dir / log)),
+                  exit_code=code, duration=round(time.perf_counter() - t0, 3), log=log)
         try:
-            tmp.rename(self.root / ".cache" / key)
-        except OSError:  # another run stored it first
-            shutil.rmtree(tmp, ignore_errors=True)
+            if work.is_dir():
+                with self._lock:
+                    store.write_json(work / "stage.json", entry)
+                if not keep:
+                    store.replace_dir(work, self.stage_root / f"{stage.name}.failed")
+        except store.StoreWriteError as exc:
+            self._fatal(exc)
+        except OSError:
+            pass
+        self._save()
+
+    def _adopt(self, stage: Stage, entry: dict) -> bool:
+        """A stage whose final directory is complete (the owner died after the rename, before
+        the record said so) is taken as it is, not run again: no second registry version, no
+        second deployment."""
+        meta_path = self.stage_root / stage.name / "stage.json"
+        try:
+            meta = store.read_json(meta_path)
+        except (OSError, ValueError):
+            return False
+        if not isinstance(meta, dict) or meta.get("status") not in DONE or not isinstance(meta.get("outputs"), dict):
+            return False
+        self._set(entry, status=meta["status"], outputs=meta["outputs"], cache_key=meta.get("cache_key"),
+                  duration=meta.get("duration", 0.0), log=f"stages/{stage.name}/log.txt", adopted=True)
+        self._save()
+        return True
+
+    def _log(self, work: Path | None, text: str) -> None:
+        if work is None:
+            return
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+            with open(work / "log.txt", "a") as f:
+                f.write(text.rstrip() + "\n")
+        except OSError:
+            pass
+
+    def _warn(self, entry: dict, work: Path | None, warning: str) -> None:
+        """A warning goes to the stage's log and record, and to the run's warnings."""
+        self._log(work, f"warning: {warning}")
+        with self._lock:
+            entry.setdefault("warnings", []).append(warning)
+        self._warn_run(warning)
+
+    def _warn_run(self, warning: str) -> None:
+        with self._lock:
+            self.record.setdefault("warnings", []).append(store.bounded(warning))
 
     def _cache_key(self, stage: Stage) -> str:
         h = hashlib.sha256(json.dumps(stage.to_dict(), sort_keys=True, default=str).encode())
@@ -272,11 +510,16 @@ class LocalRun:
         return h.hexdigest()
 
     def _job(self, stage: Stage, work: Path, **kwargs) -> None:
+        if self.stopping:
+            raise StageFailed(stage.name, -signal.SIGKILL, "not started: the run is being stopped")
         job = Job(cwd=str(work), log=str(work / "log.txt"), **kwargs)
         timeout = stage.instance.max_runtime_seconds if getattr(stage, "instance", None) else None
         code, _ = self.workers.run(job, timeout=timeout)
         if code != 0:
-            raise StageFailed(stage.name, code, _tail(work / "log.txt"))
+            message = store.tail(work / "log.txt")
+            if code < 0:
+                message += f"\n(the stage process was killed by {supervise.signal_name(-code)})"
+            raise StageFailed(stage.name, code, message)
 
     def _link(self, src: Path, dst: Path) -> None:
         """Map an upstream artifact into this stage's contract path (a directory)."""
@@ -357,7 +600,8 @@ class LocalRun:
         self._job(stage, work, call="workflows.local.stages:gate",
                   kwargs={"evaluation": str(evaluation), "metric": stage.metric,
                           "comparison": stage.comparison, "threshold": threshold})
-        return {"passed": {"value": True}, **self._result_outputs(work, ["value"])}
+        return {"passed": {"value": True}, "threshold": {"value": threshold},
+                **self._result_outputs(work, ["value"])}
 
     def _model(self, stage: Stage, work: Path) -> dict:
         artifact = self.resolve(stage.inputs["model_data"], stage) / "model.tar.gz"
@@ -374,7 +618,7 @@ class LocalRun:
         entry = {"model_name": self.resolve(stage.inputs["model"], stage),
                  "artifact": str(self._model_artifact(stage.inputs["model"])),
                  "approval_status": self.resolve(stage.inputs["approval_status"], stage),
-                 "metrics": self.metrics(), "run_id": self.record["run_id"],
+                 "metrics": self.metrics(), "run_id": self.record["run_id"], "stage": stage.name,
                  "image": {"name": stage.image.name, "version": stage.image.version},
                  "content_types": list(stage.content_types), "response_types": list(stage.response_types)}
         self._job(stage, work, call="workflows.local.stages:register",
@@ -385,7 +629,45 @@ class LocalRun:
         decision = self.record["approvals"].get(stage.name)  # set by `mlpipe approve RUN_ID`
         self._job(stage, work, call="workflows.local.stages:approval",
                   kwargs={"mode": self.options.approval, "decision": decision})
-        return {"decision": {"value": decision or "approved"}}
+        verdict = decision or "approved"
+        if verdict == "approved":
+            # The registry says so before anything downstream (the endpoint) deploys.
+            if decision is None:
+                self._set_registered(stage, "Approved", f"approved automatically (--approval {self.options.approval})",
+                                     only_pending=True)
+            else:
+                self._set_registered(stage, "Approved", "approved with `mlpipe approve`", only_pending=False)
+        return {"decision": {"value": verdict}}
+
+    def _ancestors(self, name: str) -> set[str]:
+        found: set[str] = set()
+        frontier = [name]
+        while frontier:
+            for up in self.spec.stage(frontier.pop()).upstream:
+                if up not in found:
+                    found.add(up)
+                    frontier.append(up)
+        return found
+
+    def _set_registered(self, stage: Stage, status: str, reason: str, only_pending: bool) -> None:
+        """Set the registry status of the versions this run registered upstream of ``stage``
+        (idempotent), and record it in the register stages' outputs."""
+        from workflows.local import registry
+
+        ancestors = self._ancestors(stage.name)
+        registers = [s for s in self.spec.stages if s.kind == "register" and s.name in ancestors] \
+            or [s for s in self.spec.stages if s.kind == "register"]
+        for s in registers:
+            entry = self.record["stages"][s.name]
+            outs = entry.get("outputs", {})
+            if entry["status"] not in DONE or "version" not in outs or "group" not in outs:
+                continue
+            if only_pending and outs.get("approval_status", {}).get("value") != "PendingManualApproval":
+                continue
+            registry.set_status(self.root, outs["group"]["value"], str(outs["version"]["value"]), status, reason)
+            with self._lock:
+                outs["approval_status"] = {"value": status}
+        self._save()
 
     def _test_csv(self) -> Path:
         for s in self.spec.stages:
@@ -480,7 +762,7 @@ class LocalRun:
             "parameters": self.record.get("parameters", {}),
             "metrics": self.metrics(),
             "model": {"name": model["outputs"]["model_name"]["value"], "artifact": artifact,
-                      "sha256": tree_hash(Path(artifact))} if model else None,
+                      "sha256": tree_hash(Path(artifact))} if model and Path(artifact).exists() else None,
             "registry": {k: registered["outputs"][k]["value"] for k in ("group", "version", "model_package_arn",
                                                                          "approval_status")
                          if k in registered["outputs"]} if registered else None,
@@ -491,28 +773,34 @@ class LocalRun:
 
         tracking.log_run(self.record, self.root, self.options.tracking_uri)
 
-    def _save(self) -> None:
+    def _save(self, strict: bool = False) -> None:
+        """Write run.json (atomically). A store that cannot be written stops the run (the
+        error is raised at its end, or now with ``strict``)."""
         with self._lock:
-            store.write_json(self.run_dir / "run.json", self.record)
+            if self._closed:
+                return
+            try:
+                store.write_json(self.run_dir / "run.json", self.record)
+            except store.StoreWriteError as exc:
+                self._fatal(exc)
+                if strict:
+                    raise
+                return
+            self._observe()
+
+    def _observe(self) -> None:
+        try:
             self.observer(self.record)
+        except Exception:  # progress display is best effort
+            pass
 
 
 def _link_tree(src: Path, dst: Path) -> None:
-    """Copy a finished stage directory by hard links: artifacts are never modified in place
-    (a stage writes new files, then renames its directory), so sharing inodes is safe and
-    caching a large split costs no copy. Falls back to copying across filesystems."""
-    def link_or_copy(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, symlinks=True, copy_function=link_or_copy)
+    """Copy a finished stage directory (reflinks where the filesystem can, else plain copies;
+    never hard links, which a later write would change in both places)."""
+    copy_tree(src, dst)
 
 
 def _tail(log: Path, lines: int = 25) -> str:
-    try:
-        text = log.read_text(errors="replace").rstrip().splitlines()
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text[-lines:]) or "(empty log)"
+    """The last lines of a stage log, bounded (see ``store.tail``)."""
+    return store.tail(log, lines)

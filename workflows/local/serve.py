@@ -65,16 +65,36 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             rows = parse_csv(body)
-            predictions = type(self).predict(rows) if rows.size else []
         except Exception as exc:  # a bad request must not take the server down
+            return self._send(400, f"cannot parse this payload as CSV: {exc}\n".encode())
+        try:
+            predictions = type(self).predict(rows) if rows.size else []
+        except ValueError as exc:  # e.g. the wrong number of features: the request's fault
             return self._send(400, f"cannot score this payload: {exc}\n".encode())
+        except Exception as exc:  # the model failed: the server's fault
+            return self._send(500, f"the model failed on this payload: {type(exc).__name__}: {exc}\n".encode())
         answer = "".join(f"{p:.10g}\n" for p in predictions).encode()
         if type(self).capture is not None:
             type(self).capture(body, answer)
         self._send(200, answer, "text/csv")
 
 
+class NotAModel(ValueError):
+    """The file given to serve is not a loadable model.tar.gz."""
+
+
+def check_model(model_tar: Path) -> None:
+    """Refuse, with one message, a file that is not a model tarball."""
+    import tarfile
+
+    if model_tar.is_file() and not tarfile.is_tarfile(model_tar):
+        raise NotAModel(f"{model_tar} is not a model tarball (a SageMaker model.tar.gz)")
+
+
 def make_server(model_tar: Path, port: int = 0, capture: Callable | None = None) -> ThreadingHTTPServer:
+    """A server for ``model_tar`` on 127.0.0.1:``port`` (0: any free port). Raises NotAModel
+    for a file that is not a model, OverflowError/OSError for a port it cannot listen on."""
+    check_model(model_tar)
     handler = type("ModelHandler", (_Handler,), {"predict": staticmethod(load_predictor(model_tar)),
                                                  "capture": staticmethod(capture) if capture else None})
     return ThreadingHTTPServer(("127.0.0.1", port), handler)

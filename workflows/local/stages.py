@@ -88,7 +88,10 @@ def register(runs_root: str, group: str, entry: dict) -> int:
     from workflows.local import registry
 
     version = registry.register(Path(runs_root), group, entry)
-    print(f"registered {group} version {version['version']} ({version['approval_status']})")
+    if version.get("existing"):
+        print(f"{group} version {version['version']} was registered by this run already; not registering again")
+    else:
+        print(f"registered {group} version {version['version']} ({version['approval_status']})")
     _result({"model_package_arn": version["arn"], "version": version["version"], "group": group,
              "approval_status": version["approval_status"]})
     return 0
@@ -111,6 +114,8 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
     from workflows.local.data import feature_rows
     from workflows.local.serve import Capture, load_predictor, make_server
 
+    import urllib.error
+
     rows = feature_rows(Path(test_csv))
     server = make_server(Path(model_tar), port=0, capture=Capture(Path(capture), percentage))
     import threading
@@ -118,16 +123,29 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
+    request = "GET /ping"
     try:
         with urllib.request.urlopen(f"{url}/ping", timeout=10) as r:
-            assert r.status == 200, f"/ping answered {r.status}"
+            if r.status != 200:
+                print(f"error: endpoint {endpoint_name}: GET /ping answered HTTP {r.status}")
+                return 1
         served = []
         size = max(1, len(rows) // 20)  # about twenty requests, as clients would send them
+        request = "POST /invocations"
         for start in range(0, len(rows), size):
             body = ("\n".join(rows[start:start + size]) + "\n").encode()
             req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "text/csv"})
             with urllib.request.urlopen(req, timeout=30) as r:
                 served += [float(x) for x in r.read().decode().split()]
+    except urllib.error.HTTPError as exc:
+        # The endpoint failed (the deployment's fault, not the user's input): a stage failure, exit 1.
+        detail = exc.read(2048).decode(errors="replace").strip() if exc.fp else ""
+        print(f"error: endpoint {endpoint_name}: {request} answered HTTP {exc.code} {exc.reason}"
+              + (f": {detail}" if detail else ""))
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"error: endpoint {endpoint_name}: {request} failed: {getattr(exc, 'reason', exc)}")
+        return 1
     finally:
         server.shutdown()
         server.server_close()

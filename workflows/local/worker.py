@@ -3,15 +3,32 @@ imported pandas, scikit-learn and xgboost.
 
 A fresh interpreter per stage would pay ~1.5 s of imports each time; SageMaker pays minutes
 of provisioning instead, so neither is a faithful rehearsal of *speed*, but isolation matters:
-a stage must not see another stage's globals. ``multiprocessing``'s forkserver gives both.
+a stage must not see another stage's globals. A fork server gives both.
+
+The fork server is our own (not ``multiprocessing``'s), so that nothing outlives the run:
+
+- the server is started with one end of a socket pair; it reads job requests from it and
+  answers "started PID" and "exited CODE". When the owner process dies (however: even
+  SIGKILL), the socket reaches EOF and the server kills every stage process group and exits;
+  on Linux it also has ``PR_SET_PDEATHSIG`` (SIGTERM, which does the same).
+- each stage process is its own process group (so a kill reaches whatever it started) and has
+  ``PR_SET_PDEATHSIG`` SIGKILL on the server.
+- the owner can kill its running stages at once (``Workers.kill_all``, safe in a signal
+  handler), e.g. on SIGINT/SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
+import pickle
+import selectors
 import signal
+import socket
+import struct
+import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,9 +41,10 @@ PRELOAD = [
     # what the Lambda, endpoint and bookkeeping stages import
     "boto3", "botocore.session", "pydantic", "http.server", "urllib.request", "workflows.local.stages",
     "workflows.local.xgboost_algo", "workflows.local.serve", "workflows.local.registry",
-    # each stage process re-imports the parent's main module (multiprocessing's preparation)
-    "workflows.cli",
 ]
+
+_HEADER = struct.Struct("!I")
+SERVER_GONE = -255  # exit code reported when the fork server died under a stage
 
 
 @dataclass
@@ -77,44 +95,320 @@ def _child(job: Job) -> None:
     os._exit(code)  # no atexit handlers from the parent's imports; the exit code is the status
 
 
-class Workers:
+# --- framing -----------------------------------------------------------------------------------
+
+def _send(sock: socket.socket, message: tuple) -> None:
+    data = pickle.dumps(message)
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _frames(buffer: bytearray) -> list[tuple]:
+    out = []
+    while len(buffer) >= _HEADER.size:
+        (size,) = _HEADER.unpack_from(buffer)
+        if len(buffer) < _HEADER.size + size:
+            break
+        out.append(pickle.loads(bytes(buffer[_HEADER.size:_HEADER.size + size])))
+        del buffer[:_HEADER.size + size]
+    return out
+
+
+def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)  # not yet its own group leader
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+# --- the server process ------------------------------------------------------------------------
+
+def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool) -> None:
+    """The fork server's main loop (runs in its own interpreter; see ``_Server.start``)."""
+    from workflows.local import supervise
+
+    ctl = socket.socket(fileno=ctl_fd)
+    children: dict[int, int] = {}  # pid -> job id
+
+    def stop(*_: Any) -> None:
+        for pid in list(children):
+            _kill_group(pid)
+        for pid in list(children):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        os._exit(0)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides what a Ctrl-C stops
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+    if watch_parent:
+        supervise.die_with_parent(signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the owner died before we could watch it
+        os._exit(0)
+    for name in preload:
+        try:
+            __import__(name)
+        except Exception:  # a stage that needs it reports the error itself
+            pass
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    selector = selectors.DefaultSelector()
+    selector.register(ctl, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    buffer = bytearray()
+    me = os.getpid()
+
+    def reply(message: tuple) -> None:
+        try:
+            _send(ctl, message)
+        except OSError:  # the owner is gone
+            stop()
+
+    while True:
+        for key, _ in selector.select(timeout=1.0):
+            if key.fileobj is ctl:
+                try:
+                    data = ctl.recv(1 << 16)
+                except OSError:
+                    data = b""
+                if not data:  # EOF: the owner closed the socket or died
+                    stop()
+                buffer += data
+                for kind, job_id, job in _frames(buffer):
+                    if kind != "run":
+                        continue
+                    pid = os.fork()
+                    if pid == 0:
+                        try:
+                            signal.set_wakeup_fd(-1)
+                            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                                signal.signal(sig, signal.SIG_DFL)
+                            os.setpgid(0, 0)
+                            supervise.die_with_parent(signal.SIGKILL)
+                            if os.getppid() != me:
+                                os._exit(SERVER_GONE & 0xFF)
+                            selector.close()
+                            ctl.close()
+                            os.close(wake_r)
+                            os.close(wake_w)
+                            _child(job)
+                        finally:
+                            os._exit(1)
+                    try:
+                        os.setpgid(pid, pid)
+                    except OSError:
+                        pass  # the child did it first
+                    children[pid] = job_id
+                    reply(("started", job_id, pid))
+            else:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            job_id = children.pop(pid, None)
+            if job_id is not None:
+                reply(("exited", job_id, os.waitstatus_to_exitcode(status)))
+        if os.getppid() != parent_pid:  # belt and braces where there is no PDEATHSIG
+            stop()
+
+
+# --- the owner's side --------------------------------------------------------------------------
+
+class _Running:
     def __init__(self) -> None:
-        self.ctx = multiprocessing.get_context("forkserver")
-        self.ctx.set_forkserver_preload(PRELOAD)
+        self.pid: int | None = None
+        self.code: int | None = None
+        self.cancelled = False
+        self.started = threading.Event()
+        self.done = threading.Event()
+
+
+class _Server:
+    """The one fork server of this process (started once, shared by every Workers)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.jobs: dict[int, _Running] = {}
+        self.next_id = 0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.sock is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        with self.lock:
+            if self.alive():
+                return
+            self._reset()
+            mine, theirs = socket.socketpair()
+            # Only a server started by the main thread can watch it with PR_SET_PDEATHSIG (the
+            # signal fires when the creating *thread* exits); the socket's EOF works always.
+            watch = threading.current_thread() is threading.main_thread()
+            code = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+                    "from workflows.local.worker import serve; serve(*json.loads(sys.argv[2]))")
+            args = [sys.executable, "-c", code, json.dumps(sys.path),
+                    json.dumps([theirs.fileno(), os.getpid(), PRELOAD, watch])]
+            try:
+                self.proc = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL)
+            finally:
+                theirs.close()
+            self.sock = mine
+            threading.Thread(target=self._read, args=(mine,), name="fork-server-reader", daemon=True).start()
+
+    def _read(self, sock: socket.socket) -> None:
+        buffer = bytearray()
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            buffer += data
+            for kind, job_id, value in _frames(buffer):
+                state = self.jobs.get(job_id)
+                if state is None:
+                    continue
+                if kind == "started":
+                    state.pid = value
+                    state.started.set()
+                    if state.cancelled:
+                        _kill_group(value)
+                elif kind == "exited":
+                    state.code = value
+                    self.jobs.pop(job_id, None)
+                    state.started.set()
+                    state.done.set()
+        for job_id, state in list(self.jobs.items()):  # the server is gone: nothing will finish
+            if state.pid is not None:
+                _kill_group(state.pid)
+            state.code = SERVER_GONE
+            state.started.set()
+            state.done.set()
+            self.jobs.pop(job_id, None)
+
+    def submit(self, job: Job) -> _Running:
+        self.start()
+        state = _Running()
+        with self.lock:
+            self.next_id += 1
+            job_id = self.next_id
+            self.jobs[job_id] = state
+            sock = self.sock
+        try:
+            with self.send_lock:
+                _send(sock, ("run", job_id, job))
+        except OSError:
+            self.jobs.pop(job_id, None)
+            state.code = SERVER_GONE
+            state.started.set()
+            state.done.set()
+        return state
+
+    def stop(self) -> None:
+        """Close the socket (the server kills what is left and exits) and reap it."""
+        with self.lock:
+            proc, sock = self.proc, self.sock
+            self.proc = self.sock = None
+        for state in list(self.jobs.values()):
+            if state.pid is not None:
+                _kill_group(state.pid)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _reset(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = self.sock = None
+
+
+_server = _Server()
+
+
+class Workers:
+    """Runs stage jobs in processes forked from the warm server. ``kill_all`` stops this
+    instance's running jobs and refuses new ones (the run is being interrupted)."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, _Running] = {}
+        self.closed = False
 
     def warm(self) -> None:
         """Start the fork server now, so its imports overlap with the parent's own work."""
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+        _server.start()
 
     def shutdown(self) -> None:
-        """Stop the fork server now. Left alone it lingers after mlpipe exits, tearing down
-        pandas, scikit-learn and xgboost while still holding our stdout and stderr, so a
-        caller reading them (a pipe, a CI log) waits half a second more for nothing."""
-        from multiprocessing import forkserver
+        """Stop the fork server now (and whatever still runs in it). Left alone it would
+        outlive a stage that hangs, and hold our stdout and stderr."""
+        self.kill_all()
+        _server.stop()
 
-        server = forkserver._forkserver  # no public API for this; the state is reset as
-        with server._lock:               # ensure_running() itself does after a crash
-            if server._forkserver_pid is None:
-                return
-            try:
-                os.kill(server._forkserver_pid, signal.SIGKILL)
-                os.waitpid(server._forkserver_pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-            os.close(server._forkserver_alive_fd)
-            server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None
+    def kill_all(self) -> None:
+        """Kill every running job's process group and refuse new jobs. Takes no lock: it is
+        called from signal handlers."""
+        self.closed = True
+        for state in list(self.running.values()):
+            state.cancelled = True
+            if state.pid is not None:
+                _kill_group(state.pid)
 
     def run(self, job: Job, timeout: float | None = None) -> tuple[int, float]:
+        """Run one job; its exit code (negative: killed by that signal; 124: timed out) and
+        its duration."""
         started = time.perf_counter()
-        proc = self.ctx.Process(target=_child, args=(job,), daemon=True)
-        proc.start()
-        proc.join(timeout)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+        if self.closed:
+            return -signal.SIGKILL, 0.0
+        state = _server.submit(job)
+        self.running[id(state)] = state
+        try:
+            if self.closed:  # interrupted while submitting
+                state.cancelled = True
+                if state.pid is not None:
+                    _kill_group(state.pid)
+            state.started.wait()
+            if not state.done.wait(timeout):
+                if state.pid is not None:
+                    _kill_group(state.pid)
+                state.done.wait(30)
+                with open(job.log, "a") as f:
+                    f.write(f"\nerror: stopped after the stage's max runtime of {timeout:g}s\n")
+                return 124, time.perf_counter() - started
+        finally:
+            self.running.pop(id(state), None)
+        code = state.code if state.code is not None else 1
+        if code == SERVER_GONE:
             with open(job.log, "a") as f:
-                f.write(f"\nerror: stopped after the stage's max runtime of {timeout:g}s\n")
-            return 124, time.perf_counter() - started
-        return proc.exitcode if proc.exitcode is not None else 1, time.perf_counter() - started
+                f.write("\nerror: the stage worker server exited while this stage ran\n")
+            code = 1 if not self.closed else -signal.SIGKILL
+        return code, time.perf_counter() - started

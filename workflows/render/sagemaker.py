@@ -1,143 +1,59 @@
 """Render a PipelineSpec as a SageMaker Pipeline definition with ``sagemaker.workflow``.
 
-This is the only module that imports the sagemaker SDK (v2; end of support July 2027), so
-moving to another SDK changes one file. Rendering is offline and deterministic:
-- the session has dummy credentials, an explicit SDK-config dict and a pre-resolved default
-  bucket, and every botocore call is refused, so no hidden STS/S3 call can slip in;
-- code is handed over as S3 URIs of content-addressed assets, so the SDK never uploads;
-- job names are left to SageMaker Pipelines (``pipelines-<execution>-<step>``), unique per run.
+With ``render/sdk.py``, the only code that imports the sagemaker SDK (v2; end of support July
+2027), so moving to another SDK changes one folder. Rendering is offline and deterministic:
+code is handed over as S3 URIs of content-addressed assets, so the SDK never uploads, and job
+names are left to SageMaker Pipelines (``pipelines-<execution>-<step>``), unique per run.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import warnings
 from typing import Any
 
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-# The SDK narrates what it drops from definitions and how PipelineSession behaves; none of it
-# is news to our users, and build output must stay readable.
-logging.getLogger("sagemaker").setLevel(logging.ERROR)
-warnings.filterwarnings("ignore", module=r"sagemaker(\..*)?$")
-warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
+from workflows.render.sdk import image_uri, inference_image_uri, isolated_env, offline_session
 
-import contextlib  # noqa: E402
+from sagemaker.estimator import Estimator
+from sagemaker.inputs import TrainingInput
+from sagemaker.lambda_helper import Lambda
+from sagemaker.model import Model
+from sagemaker.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.pytorch import PyTorch, PyTorchModel
+from sagemaker.sklearn.processing import SKLearnProcessor
+from sagemaker.transformer import Transformer
+from sagemaker.workflow import conditions as cond
+from sagemaker.workflow.condition_step import ConditionStep
+from sagemaker.workflow.execution_variables import ExecutionVariables
+from sagemaker.workflow.fail_step import FailStep
+from sagemaker.workflow.functions import Join, JsonGet
+from sagemaker.workflow.lambda_step import LambdaOutput, LambdaOutputTypeEnum, LambdaStep
+from sagemaker.workflow.model_step import ModelStep
+from sagemaker.workflow.parameters import ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.workflow.pipeline import Pipeline
+from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
+from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep
 
-_AMBIENT = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION")
-
-
-@contextlib.contextmanager
-def isolated_env(region: str | None = None):
-    """Rendering must not depend on the caller's AWS setup. Both SDKs build boto3 sessions
-    from the environment (``import sagemaker`` at import time; the stepfunctions SDK to pick
-    the ARN partition), so a broken AWS_PROFILE or another AWS_REGION would fail or change
-    a build. Hide the profile and pin the region to the spec's while the SDKs run."""
-    saved = {k: os.environ.pop(k) for k in _AMBIENT if k in os.environ}
-    if region:
-        os.environ["AWS_DEFAULT_REGION"] = region
-    try:
-        yield
-    finally:
-        for k in _AMBIENT:
-            os.environ.pop(k, None)
-        os.environ.update(saved)
-
-
-with isolated_env():
-    import sagemaker  # noqa: E402,F401
-
-import boto3  # noqa: E402
-from sagemaker import image_uris  # noqa: E402
-from sagemaker.estimator import Estimator  # noqa: E402
-from sagemaker.inputs import TrainingInput  # noqa: E402
-from sagemaker.lambda_helper import Lambda  # noqa: E402
-from sagemaker.model import Model  # noqa: E402
-from sagemaker.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor  # noqa: E402
-from sagemaker.pytorch import PyTorch, PyTorchModel  # noqa: E402
-from sagemaker.sklearn.processing import SKLearnProcessor  # noqa: E402
-from sagemaker.transformer import Transformer  # noqa: E402
-from sagemaker.workflow import conditions as cond  # noqa: E402
-from sagemaker.workflow.condition_step import ConditionStep  # noqa: E402
-from sagemaker.workflow.execution_variables import ExecutionVariables  # noqa: E402
-from sagemaker.workflow.fail_step import FailStep  # noqa: E402
-from sagemaker.workflow.functions import Join, JsonGet  # noqa: E402
-from sagemaker.workflow.lambda_step import LambdaOutput, LambdaOutputTypeEnum, LambdaStep  # noqa: E402
-from sagemaker.workflow.model_step import ModelStep  # noqa: E402
-from sagemaker.workflow.parameters import (  # noqa: E402
-    ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString,
-)
-from sagemaker.workflow.pipeline import Pipeline  # noqa: E402
-from sagemaker.workflow.pipeline_context import PipelineSession  # noqa: E402
-from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig  # noqa: E402
-from sagemaker.workflow.properties import PropertyFile  # noqa: E402
-from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep  # noqa: E402
-
-from steps import naming  # noqa: E402
-from steps.spec import (  # noqa: E402
+from steps import naming
+from steps.spec import (
     ApprovalStage, EndpointStage, EvaluationStage, GateStage, Image, LambdaStage, ModelStage,
     OutputRef, ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage,
     TransformStage,
 )
-from workflows.aws_names import lambda_arn, role_arn  # noqa: E402
 
-# A non-empty SDK-defaults dict: an empty one makes the Session read config files from disk or
-# S3, and TelemetryOptOut stops the estimator's telemetry call.
-_OFFLINE_SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 _PARAMETER_TYPES = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat,
                     "Boolean": ParameterBoolean}
 _COMPARISONS = {"<=": cond.ConditionLessThanOrEqualTo, "<": cond.ConditionLessThan,
                 ">=": cond.ConditionGreaterThanOrEqualTo, ">": cond.ConditionGreaterThan}
 
 
-class OfflineCallError(RuntimeError):
-    """The SDK tried to call AWS while rendering; rendering must stay offline."""
-
-
-def offline_session(spec: PipelineSpec) -> PipelineSession:
-    # Rendering must not depend on the caller's AWS setup: no profile is read (a missing or
-    # broken AWS_PROFILE cannot fail a build) and the credentials are dummies that never leave.
-    import botocore.session
-
-    isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
-    boto_session = boto3.Session(botocore_session=isolated, region_name=spec.region,
-                                 aws_access_key_id="offline", aws_secret_access_key="offline")
-
-    def refuse(event_name: str, **_: Any) -> None:
-        raise OfflineCallError(f"the sagemaker SDK attempted an AWS call while rendering: {event_name}")
-
-    boto_session.events.register("before-call.*.*", refuse)
-    session = PipelineSession(boto_session=boto_session, default_bucket=spec.bucket,
-                              default_bucket_prefix=spec.prefix or None, sagemaker_config=_OFFLINE_SDK_CONFIG)
-    session._default_bucket = spec.bucket  # else default_bucket() probes S3 for the bucket
-    return session
-
-
-def image_uri(image: Image, region: str, instance_type: str) -> str:
-    """ECR image for a stage, from the SDK's bundled table (offline)."""
-    if image.kind == "algorithm":
-        return image_uris.retrieve(framework=image.name, region=region, version=image.version,
-                                   py_version="py3", instance_type=instance_type)
-    return image_uris.retrieve(framework=image.name, region=region, version=image.version,
-                               py_version=image.py_version or "py3", instance_type=instance_type,
-                               image_scope="training")
-
-
-def inference_image_uri(image: Image, region: str, instance_type: str) -> str:
-    if image.kind == "algorithm":
-        return image_uri(image, region, instance_type)
-    return image_uris.retrieve(framework=image.name, region=region, version=image.version,
-                               py_version=image.py_version or "py3", instance_type=instance_type,
-                               image_scope="inference")
-
-
 class _Renderer:
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
         self.session = offline_session(spec)
-        self.role = role_arn(spec, "sagemaker")
+        self.arns = naming.Arns.of(spec)
+        self.role = self.arns.role("sagemaker")
         self.params = {p.name: _PARAMETER_TYPES[p.type](name=p.name, default_value=p.default)
                        for p in spec.parameters}
         # Lineage: SageMaker Pipelines links each job to its execution itself; the tags add the
@@ -289,7 +205,7 @@ class _Renderer:
     def lambda_(self, s: LambdaStage) -> LambdaStep:
         return LambdaStep(
             name=s.name,
-            lambda_func=Lambda(function_arn=lambda_arn(self.spec, s.function_name), session=self.session),
+            lambda_func=Lambda(function_arn=self.arns.function(s.function_name), session=self.session),
             inputs={k: self.value(v) for k, v in s.inputs.items()},
             outputs=[LambdaOutput(output_name=o, output_type=LambdaOutputTypeEnum.String) for o in s.outputs],
             depends_on=self.depends(s) or None,
@@ -299,7 +215,7 @@ class _Renderer:
         """SageMaker Pipelines has no endpoint step: a deployer Lambda creates or updates it."""
         return LambdaStep(
             name=s.name,
-            lambda_func=Lambda(function_arn=lambda_arn(self.spec, naming.function_name(self.spec.name, s.name)),
+            lambda_func=Lambda(function_arn=self.arns.function(naming.deployer_function_name(self.spec.name, s.name)),
                                session=self.session),
             inputs={"model_name": self.value(s.inputs["model"]), "endpoint_name": s.endpoint_name,
                     "instance_type": s.instance.type, "instance_count": self.value(s.instance.count),

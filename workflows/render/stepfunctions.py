@@ -1,6 +1,7 @@
 """Render a PipelineSpec as an AWS Step Functions state machine with the ``stepfunctions`` SDK.
 
-The only module that imports ``stepfunctions`` (unmaintained; it pins the sagemaker v2 API).
+The only module that imports ``stepfunctions`` (unmaintained; it pins the sagemaker v2 API);
+the sagemaker objects it takes come through ``render/sdk.py``.
 The SDK builds each state; what it cannot express (intrinsic functions, ResultSelector,
 Fail's ErrorPath/CausePath) is added in one place, ``finalize()``: every dynamic value is
 handed to the SDK as an opaque marker string and rewritten there to a ``"Key.$"`` field.
@@ -19,34 +20,30 @@ machine with States.Format, at most 63 characters of [a-z0-9-]. The hash makes t
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+from workflows.render.sdk import image_uri, inference_image_uri, isolated_env, offline_session
 
-# First: the sagemaker adapter imports the SDK the way rendering needs it (quiet, profile-proof).
-from workflows.sagemaker_renderer import image_uri, inference_image_uri, isolated_env, offline_session  # noqa: E402
-from sagemaker.estimator import Estimator  # noqa: E402
-from sagemaker.inputs import TrainingInput  # noqa: E402
-from sagemaker.model import Model  # noqa: E402
-from sagemaker.model_monitor import DataCaptureConfig  # noqa: E402
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor  # noqa: E402
-from sagemaker.pytorch import PyTorch, PyTorchModel  # noqa: E402
-from sagemaker.sklearn.processing import SKLearnProcessor  # noqa: E402
-from sagemaker.transformer import Transformer  # noqa: E402
-from stepfunctions.steps import (  # noqa: E402
+from sagemaker.estimator import Estimator
+from sagemaker.inputs import TrainingInput
+from sagemaker.model import Model
+from sagemaker.model_monitor import DataCaptureConfig
+from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.pytorch import PyTorch, PyTorchModel
+from sagemaker.sklearn.processing import SKLearnProcessor
+from sagemaker.transformer import Transformer
+from stepfunctions.steps import (
     Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, ModelStep,
     Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep,
 )
-from stepfunctions.workflow import Workflow  # noqa: E402
+from stepfunctions.workflow import Workflow
 
-from steps import naming  # noqa: E402
-from steps.spec import (  # noqa: E402
+from steps import naming
+from steps.spec import (
     ApprovalStage, EndpointStage, EvaluationStage, GateStage, LambdaStage, ModelStage, OutputRef,
     ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage, TransformStage,
 )
-from workflows.aws_names import lambda_arn, role_arn, topic_arn  # noqa: E402
 
 HASH = "$.run.hash"
 RETRY = "$$.State.RetryCount"
@@ -88,7 +85,8 @@ class _Renderer:
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
         self.session = offline_session(spec)
-        self.role = role_arn(spec, "sagemaker")
+        self.arns = naming.Arns.of(spec)
+        self.role = self.arns.role("sagemaker")
         self.failed = Fail(FAILED, comment="A stage failed; the error and cause come from its Catch.")
         self.selectors: dict[str, dict[str, str]] = {}
         self.patches: dict[str, dict[str, Any]] = {
@@ -194,7 +192,7 @@ class _Renderer:
         """Read evaluation.json with the S3 SDK integration (no Lambda), then compare."""
         evaluation = s.inputs["evaluation"].stage
         key = f"{self.spec.prefix}/runs/{{}}/{evaluation}/evaluation/evaluation.json".lstrip("/")
-        read = Task(f"{s.name}-read", resource="arn:aws:states:::aws-sdk:s3:getObject",
+        read = Task(f"{s.name}-read", resource=f"arn:{self.arns.p}:states:::aws-sdk:s3:getObject",
                     parameters={"Bucket": self.spec.bucket, "Key": dyn(fmt(key, "$.run.execution"))},
                     result_path=self.result_path(s))
         self.guard(read, s, {"metrics.$": "States.StringToJson($.Body)"})
@@ -248,7 +246,7 @@ class _Renderer:
             parameters["ModelMetrics"] = {"ModelQuality": {"Statistics": {
                 "ContentType": "application/json",
                 "S3Uri": self.run_uri(metrics, "evaluation", "evaluation.json")}}}
-        task = Task(s.name, resource="arn:aws:states:::aws-sdk:sagemaker:createModelPackage",
+        task = Task(s.name, resource=f"arn:{self.arns.p}:states:::aws-sdk:sagemaker:createModelPackage",
                     parameters=parameters, result_path=self.result_path(s))
         return [self.guard(task, s, {"model_package_arn.$": "$.ModelPackageArn"})]
 
@@ -265,9 +263,9 @@ class _Renderer:
         parts.append(f"Approve: mlpipe approve {{}} --config <config>   "
                      f"Reject: mlpipe reject {{}} --reason ... (times out after {s.timeout_seconds}s)")
         args += ["$.run.execution", "$.run.execution"]
-        task = Task(s.name, resource="arn:aws:states:::sns:publish.waitForTaskToken", timeout_seconds=s.timeout_seconds,
+        task = Task(s.name, resource=f"arn:{self.arns.p}:states:::sns:publish.waitForTaskToken", timeout_seconds=s.timeout_seconds,
                     parameters={
-                        "TopicArn": topic_arn(self.spec),
+                        "TopicArn": self.arns.topic(),
                         "Subject": f"mlpipe: approve the new {self.spec.name} model?",
                         "Message": dyn(fmt(" ".join(parts), *args)),
                         "MessageAttributes": {"TaskToken": {"DataType": "String", "StringValue": dyn("$$.Task.Token")}},
@@ -289,7 +287,7 @@ class _Renderer:
                                  instance_type=s.instance.type, data_capture_config=capture,
                                  result_path=f"$.stages.{state_id(s.name)}_config")
         self.guard(cfg, s, {"endpoint_config_arn.$": "$.EndpointConfigArn"})
-        find = Task(f"{s.name}-find", resource="arn:aws:states:::aws-sdk:sagemaker:listEndpoints",
+        find = Task(f"{s.name}-find", resource=f"arn:{self.arns.p}:states:::aws-sdk:sagemaker:listEndpoints",
                     parameters={"NameContains": s.endpoint_name, "MaxResults": 100},
                     result_path=f"$.stages.{state_id(s.name)}_existing")
         self.guard(find, s, {"names.$": "$.Endpoints[*].EndpointName"})
@@ -325,7 +323,7 @@ class _Renderer:
     def lambda_(self, s: LambdaStage) -> list:
         payload = {k: self.path(v) for k, v in s.inputs.items()}
         payload["execution_id"] = dyn("$.run.execution")
-        step = LambdaStep(s.name, parameters={"FunctionName": lambda_arn(self.spec, s.function_name),
+        step = LambdaStep(s.name, parameters={"FunctionName": self.arns.function(s.function_name),
                                               "Payload": payload}, result_path=self.result_path(s))
         step.add_retry(Retry(error_equals=["Lambda.ServiceException", "Lambda.AWSLambdaException",
                                            "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
@@ -401,7 +399,7 @@ def _render(spec: PipelineSpec) -> dict[str, Any]:
     renderer = _Renderer(spec)
     start = renderer.graph()
     workflow = Workflow(name=naming.state_machine_name(spec.name), definition=Chain([start]),
-                        role=role_arn(spec, "stepfunctions"), client=renderer.session.boto_session.client("stepfunctions"))
+                        role=renderer.arns.role("stepfunctions"), client=renderer.session.boto_session.client("stepfunctions"))
     asl = json.loads(workflow.definition.to_json())
     asl["Comment"] = f"mlpipe pipeline {spec.name}: {spec.description}".strip().rstrip(":")
     return finalize(asl, renderer.selectors, renderer.patches)

@@ -68,18 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- define and rehearse -------------------------------------------------------------
     p = add("build", "render the state machine, the SageMaker pipeline and the code assets (offline)",
-            _lazy("workflows.build"))
+            _lazy("workflows.cli.build"))
     _config_arg(p, required=True)
     _target_arg(p, choices=(*TARGETS, "all"), default="all")
     p.add_argument("--out", "-d", default="build", metavar="DIR", help="output directory (default: build)")
 
-    p = add("graph", "draw the pipeline's DAG", _lazy("workflows.graph"))
+    p = add("graph", "draw the pipeline's DAG", _lazy("workflows.cli.graph"))
     _config_arg(p)
     p.add_argument("--format", "-f", choices=("mermaid", "svg", "png"), default="mermaid")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout (required for png)")
 
     p = add("describe", "show parameters, stages, dependencies and what is deployed",
-            _lazy("workflows.describe"), aws=True)
+            _lazy("workflows.cli.describe"), aws=True)
     _config_arg(p)
     p.add_argument("--target", "-t", choices=TARGETS, default=None,
                    help="also show what is deployed for this target")
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- deploy and operate --------------------------------------------------------------
     p = add("deploy", "create or update everything the pipeline needs on AWS (idempotent)",
-            _lazy("workflows.deploy"), aws=True)
+            _lazy("workflows.cli.deploy"), aws=True)
     _config_arg(p, required=True)
     _target_arg(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only upload the code assets and the Lambda zip (for a CloudFormation deploy)")
     _output_arg(p)
 
-    p = add("start", "start an execution", _lazy("workflows.ops", "start"), aws=True)
+    p = add("start", "start an execution", _lazy("workflows.cli.ops", "start"), aws=True)
     _config_arg(p)
     _target_arg(p)
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="pipeline parameter (repeatable)")
@@ -156,20 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help in (("status", "show an execution's status (the latest by default)"),
                        ("history", "show an execution's stage-by-stage events"),
                        ("stop", "stop an execution")):
-        p = add(name, help, _lazy("workflows.ops", name), aws=True)
+        p = add(name, help, _lazy("workflows.cli.ops", name), aws=True)
         _config_arg(p)
         _target_arg(p)
         p.add_argument("execution", nargs="?" if name == "status" else None, metavar="EXECUTION",
                        help="execution name or ARN")
         _output_arg(p)
 
-    p = add("list", "list recent executions", _lazy("workflows.ops", "list_"), aws=True)
+    p = add("list", "list recent executions", _lazy("workflows.cli.ops", "list_"), aws=True)
     _config_arg(p)
     _target_arg(p)
     p.add_argument("--max", type=int, default=20, help="at most this many (default 20)")
     _output_arg(p)
 
-    p = add("schedule", "show, enable or disable the retraining schedule", _lazy("workflows.ops", "schedule"), aws=True)
+    p = add("schedule", "show, enable or disable the retraining schedule", _lazy("workflows.cli.ops", "schedule"), aws=True)
     p.add_argument("action", choices=("show", "enable", "disable"))
     _config_arg(p)
     _target_arg(p)
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help in (("approve", "approve the model waiting in an execution (or a local run)"),
                        ("reject", "reject the model waiting in an execution (or a local run)")):
-        p = add(name, help, _lazy("workflows.approvals", name), aws=True)
+        p = add(name, help, _lazy("workflows.cli.ops", name), aws=True)
         p.add_argument("execution", metavar="EXECUTION_OR_RUN_ID")
         _config_arg(p)
         _target_arg(p)
@@ -187,14 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--reason", required=True)
         _output_arg(p)
 
-    p = add("iam-policy", "print every IAM policy deploy would attach", _lazy("workflows.iam_policy"))
+    p = add("iam-policy", "print every IAM policy deploy would attach", _lazy("workflows.cli.iam"))
     _config_arg(p, required=True)
     _target_arg(p, choices=(*TARGETS, "all"), default="all")
     _output_arg(p)
 
-    p = add("export", "export the deployment as infrastructure as code", _lazy("workflows.export"))
+    p = add("export", "export the deployment as infrastructure as code", _lazy("workflows.cli.export"))
     p.add_argument("format", choices=("cloudformation",))
     _config_arg(p, required=True)
+    _target_arg(p)
     p.add_argument("--out", required=True, metavar="FILE")
     return parser
 

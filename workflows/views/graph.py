@@ -1,4 +1,4 @@
-"""``mlpipe graph``: draw the spec's DAG as Mermaid text, SVG or PNG.
+"""The spec's DAG as Mermaid text, SVG or PNG (``mlpipe graph``).
 
 The layout is a simple layered one (a stage sits one layer below its deepest upstream stage),
 which is all a pipeline of a dozen stages needs, and it keeps graphviz out of the dependencies.
@@ -6,13 +6,10 @@ which is all a pipeline of a dozen stages needs, and it keeps graphviz out of th
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from config.errors import UserError
 from steps.spec import PipelineSpec
 
 # fill colour per stage kind: data prep, learning, checks, packaging, release, side effects
@@ -125,22 +122,3 @@ def png(spec: PipelineSpec, path: Path) -> None:
         draw.text((cx, (b.y + 15) * scale), b.name, fill="black", font=font, anchor="mm")
         draw.text((cx, (b.y + 32) * scale), sub, fill="#475569", font=font, anchor="mm")
     img.save(path, format="PNG", optimize=True)
-
-
-def main(args: argparse.Namespace) -> int:
-    from steps.pipeline import load_spec
-
-    spec = load_spec(args.config)
-    if args.format == "png":
-        if not args.out:
-            raise UserError("--format png needs --out FILE", fix="e.g. mlpipe graph --format png --out dag.png")
-        png(spec, Path(args.out))
-        print(f"wrote {args.out}", file=sys.stderr)
-        return 0
-    text = mermaid(spec) if args.format == "mermaid" else svg(spec)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0

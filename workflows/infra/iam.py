@@ -1,5 +1,6 @@
-"""Least-privilege IAM documents for every role deploy creates (and `mlpipe iam-policy` prints,
-and `mlpipe export` embeds). One generator, so the three never disagree.
+"""Least-privilege IAM documents for every role deploy creates (the resource list in
+``resources.py`` carries them to deploy and to CloudFormation; `mlpipe iam-policy` prints them).
+One generator, so the three never disagree.
 
 Rules: every action is spelled out (no ``service:*``, no ``*``); resources are the pipeline's
 own jobs (by name prefix), bucket prefix, SSM parameter, functions, topic, model package group
@@ -8,7 +9,7 @@ permissions (ecr:GetAuthorizationToken, sagemaker:ListEndpoints, the CloudWatch 
 actions Step Functions logging needs, cloudwatch:PutMetricData with a namespace condition).
 
 ``account``/``region`` may be CloudFormation placeholders (``${AWS::AccountId}``), which is how
-``mlpipe export`` reuses these documents.
+the CloudFormation export reuses these documents.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steps import naming
+from steps.naming import Arns
 from steps.spec import LambdaStage, PipelineSpec
-from workflows.aws_names import partition
 
 VERSION = "2012-10-17"
 
@@ -68,53 +69,6 @@ class Function:
     starter: bool = False     # starts the SageMaker pipeline for new data (the S3 trigger)
 
 
-class Arns:
-    def __init__(self, spec: PipelineSpec, account: str, region: str) -> None:
-        self.spec, self.account, self.region = spec, account, region
-        self.p = partition(spec.region)
-
-    def sm(self, kind: str, name: str) -> str:
-        return f"arn:{self.p}:sagemaker:{self.region}:{self.account}:{kind}/{name.lower()}"
-
-    def role(self, service: str) -> str:
-        given = self.spec.roles.get("lambda_" if service == "lambda" else service)
-        return given or f"arn:{self.p}:iam::{self.account}:role/{naming.role_name(self.spec.name, service)}"
-
-    def function(self, name: str) -> str:
-        return f"arn:{self.p}:lambda:{self.region}:{self.account}:function:{name}"
-
-    def topic(self) -> str:
-        return f"arn:{self.p}:sns:{self.region}:{self.account}:{naming.topic_name(self.spec.name)}"
-
-    def queue(self) -> str:
-        return f"arn:{self.p}:sqs:{self.region}:{self.account}:{naming.queue_name(self.spec.name)}"
-
-    def state_machine(self) -> str:
-        return f"arn:{self.p}:states:{self.region}:{self.account}:stateMachine:{naming.state_machine_name(self.spec.name)}"
-
-    def pipeline(self) -> str:
-        return self.sm("pipeline", naming.sagemaker_pipeline_name(self.spec.name))
-
-    def rule(self, name: str) -> str:
-        return f"arn:{self.p}:events:{self.region}:{self.account}:rule/{name}"
-
-    def schedule(self, name: str) -> str:
-        return f"arn:{self.p}:scheduler:{self.region}:{self.account}:schedule/default/{name}"
-
-    def log_group(self, name: str) -> str:
-        return f"arn:{self.p}:logs:{self.region}:{self.account}:log-group:{name}"
-
-    def bucket(self) -> str:
-        return f"arn:{self.p}:s3:::{self.spec.bucket}"
-
-    def objects(self, *sub: str) -> str:
-        path = "/".join(p for p in (self.spec.prefix, *sub) if p)
-        return f"arn:{self.p}:s3:::{self.spec.bucket}/{path + '/' if path else ''}*"
-
-    def ssm_parameter(self, name: str) -> str:
-        return f"arn:{self.p}:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
-
-
 def model_package_groups(spec: PipelineSpec) -> list[str]:
     groups = sorted({s.model_package_group for s in spec.stages if s.kind == "register"})
     return groups or [naming.model_package_group(spec.name)]
@@ -128,9 +82,9 @@ def functions(spec: PipelineSpec, target: str, account: str, region: str) -> lis
     out = [Function(s.name, s.function_name, s.handler, dict(s.environment), s.timeout_seconds, s.memory_mb)
            for s in spec.stages if isinstance(s, LambdaStage)]
     if target == "sagemaker":
-        arns = Arns(spec, account, region)
+        arns = Arns.of(spec, account, region)
         for s in endpoint_stages(spec):
-            out.append(Function(s.name, naming.function_name(spec.name, s.name), DEPLOYER_HANDLER, {
+            out.append(Function(s.name, naming.deployer_function_name(spec.name, s.name), DEPLOYER_HANDLER, {
                 "ENDPOINT_NAME": s.endpoint_name, "INSTANCE_TYPE": s.instance.type,
                 "INSTANCE_COUNT": str(s.instance.count if isinstance(s.instance.count, int) else 1),
                 "DATA_CAPTURE_PERCENTAGE": str(s.sampling_percentage if s.data_capture else 0),
@@ -138,7 +92,7 @@ def functions(spec: PipelineSpec, target: str, account: str, region: str) -> lis
                 "SAGEMAKER_ROLE_ARN": arns.role("sagemaker"),
             }, 300, 256, deployer=True))
         if spec.trigger_prefix:  # EventBridge cannot fill a pipeline parameter from the event
-            out.append(Function("trigger", naming.function_name(spec.name, "trigger"), STARTER_HANDLER, {
+            out.append(Function("trigger", naming.starter_function_name(spec.name), STARTER_HANDLER, {
                 "PIPELINE_NAME": naming.sagemaker_pipeline_name(spec.name), "INPUT_PARAMETER": "InputData",
             }, 30, 128, starter=True))
     return out
@@ -161,7 +115,7 @@ def _pass_role(sid: str, sagemaker_role: str) -> dict[str, Any]:
                  {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
 
 
-def trust(service: str, account: str, region: str, source_arns: list[str] | None = None) -> dict[str, Any]:
+def trust(service: str, account: str) -> dict[str, Any]:
     st: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": SERVICE_PRINCIPAL[service]},
                           "Action": "sts:AssumeRole"}
     if service in ("stepfunctions", "scheduler", "events"):
@@ -179,7 +133,7 @@ def _job_prefixes(spec: PipelineSpec) -> dict[str, list[str]]:
     return out
 
 
-def _sagemaker_execution(spec: PipelineSpec, a: Arns, target: str, fns: list[Function]) -> dict[str, Any]:
+def _sagemaker_execution(spec: PipelineSpec, a: Arns) -> dict[str, Any]:
     """What the jobs' containers need: data under the pipeline's prefix, images, logs."""
     st = [
         _stmt("ReadWritePipelineData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [a.objects()]),
@@ -301,7 +255,7 @@ def _endpoint_deployer(spec: PipelineSpec, a: Arns, deployers: list[Function]) -
 
 def _starter(sid: str, spec: PipelineSpec, a: Arns, target: str, dlq: bool) -> dict[str, Any]:
     st = [_stmt(sid, ["states:StartExecution"], [a.state_machine()]) if target == "stepfunctions"
-          else _stmt(sid, ["sagemaker:StartPipelineExecution"], [a.pipeline()])]
+          else _stmt(sid, ["sagemaker:StartPipelineExecution"], [a.pipeline_arn()])]
     if dlq:
         st.append(_stmt("DeadLetterQueue", ["sqs:SendMessage"], [a.queue()]))
     return _doc(*st)
@@ -321,10 +275,10 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
     """
     account = account or spec.account_id
     region = region or spec.region
-    a = Arns(spec, account, region)
+    a = Arns.of(spec, account, region)
     fns = functions(spec, target, account, region)
     own = policy_prefix(target)
-    sagemaker = {"mlpipe-job-execution": _sagemaker_execution(spec, a, "stepfunctions", [])}
+    sagemaker = {"mlpipe-job-execution": _sagemaker_execution(spec, a)}
     if target == "sagemaker":
         sagemaker[own + "pipelines"] = _sagemaker_pipelines(spec, a, fns)
     docs: list[tuple[str, dict[str, dict[str, Any]]]] = [("sagemaker", sagemaker)]
@@ -341,7 +295,7 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
         lambdas[own + "trigger-starter"] = _doc(
             _stmt("StarterLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                   [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in starters]),
-            _stmt("StartOnNewData", ["sagemaker:StartPipelineExecution"], [a.pipeline()]))
+            _stmt("StartOnNewData", ["sagemaker:StartPipelineExecution"], [a.pipeline_arn()]))
     if lambdas:
         docs.append(("lambda", lambdas))
     if spec.schedule is not None:
@@ -353,28 +307,16 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
     for service, pols in docs:
         given = bool(spec.roles.get("lambda_" if service == "lambda" else service))
         out.append(RoleDoc(service=service, name=naming.role_name(spec.name, service), arn=a.role(service),
-                           trust=trust(service, account, region), policies=pols, given=given))
+                           trust=trust(service, account), policies=pols, given=given))
     return out
-
-
-def status_rule(spec: PipelineSpec, target: str) -> str:
-    return naming.rule_name(spec.name, f"{target}-status")
-
-
-def trigger_rule(spec: PipelineSpec, target: str) -> str:
-    return naming.rule_name(spec.name, f"{target}-new-data")
-
-
-def approved_rule(spec: PipelineSpec, stage: str) -> str:
-    return naming.rule_name(spec.name, f"{stage}-approved")
 
 
 def topic_policy(spec: PipelineSpec, account: str, region: str) -> dict[str, Any]:
     """Let this account manage the topic and the pipeline's status rules (either target) publish."""
-    a = Arns(spec, account, region)
-    rule_arns = [a.rule(status_rule(spec, t)) for t in ("sagemaker", "stepfunctions")]
+    a = Arns.of(spec, account, region)
+    rule_arns = [a.rule(naming.status_rule_name(spec.name, t)) for t in ("sagemaker", "stepfunctions")]
     return _doc(
-        {"Sid": "AccountOwner", "Effect": "Allow", "Principal": {"AWS": f"arn:{a.p}:iam::{account}:root"},
+        {"Sid": "AccountOwner", "Effect": "Allow", "Principal": {"AWS": a.root()},
          "Action": ["sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic", "sns:Publish",
                     "sns:SetTopicAttributes", "sns:Subscribe"], "Resource": a.topic()},
         {"Sid": "StatusRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},

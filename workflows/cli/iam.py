@@ -1,6 +1,6 @@
 """``mlpipe iam-policy``: print every IAM document deploy would attach (offline).
 
-The documents come from ``workflows.policies``, the generator deploy and export use. Roles the
+The documents come from ``workflows.infra.iam``, the generator deploy and export use. Roles the
 config names (``aws.roles``) are listed as given: deploy attaches nothing to them, but they
 need at least these permissions.
 """
@@ -11,7 +11,7 @@ import argparse
 import json
 
 from config.errors import UserError
-from workflows import policies
+from workflows.infra import iam as policies
 
 
 def collect(spec, targets: list[str]) -> list[dict]:

@@ -20,7 +20,7 @@ def deployed_resources(spec: PipelineSpec, args: argparse.Namespace, clients=Non
     with aws_errors("looking up the deployed resources"):
         if args.target == "stepfunctions":
             name = naming.state_machine_name(spec.name)
-            arn = f"arn:aws:states:{region}:{account}:stateMachine:{name}"
+            arn = naming.Arns.of(spec, account, region).state_machine()
             found = stepfunctions_client.describe_state_machine(aws.client("stepfunctions"), arn)
             rows.append({"resource": "state machine", "name": name, "arn": found["stateMachineArn"] if found else None,
                          "state": found.get("status", "ACTIVE") if found else "not deployed"})
@@ -37,8 +37,8 @@ def deployed_resources(spec: PipelineSpec, args: argparse.Namespace, clients=Non
         lam = aws.client("lambda")
         for stage in spec.stages:
             fn = getattr(stage, "function_name", None) or (
-                naming.function_name(spec.name, stage.name) if stage.kind == "endpoint" and args.target == "sagemaker"
-                else None)
+                naming.deployer_function_name(spec.name, stage.name)
+                if stage.kind == "endpoint" and args.target == "sagemaker" else None)
             if fn:
                 found = lambda_client.get_function(lam, fn)
                 config = (found or {}).get("Configuration", found or {})

@@ -1,4 +1,4 @@
-"""``mlpipe lineage EXECUTION --target ...``: the lineage of a run on AWS, read back from AWS.
+"""The lineage of a run on AWS (``mlpipe lineage EXECUTION --target ...``), read back from AWS.
 
 The same record as a local run's: the config hash and code-asset hashes (from the deployed
 definition: tags and content-addressed asset keys), the input data (S3 URI and ETag), the
@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from workflows.aws.session import aws_errors, or_none
+from workflows.aws.session import aws_errors
 
 _ASSET = re.compile(r"s3://[^\"'\s]+?/assets/([0-9a-f]{16})/([A-Za-z0-9_.\-]+)")
 
@@ -64,52 +64,20 @@ def sfn_record(definition: str, execution: dict[str, Any]) -> dict[str, Any]:
 
 def add_data_and_registry(record: dict[str, Any], aws) -> None:
     """S3 URI + ETag for every S3 parameter, and the package's version and approval status."""
+    from workflows.aws import s3_client, sagemaker_client
+
     data = {}
-    s3 = aws.client("s3")
     for name, value in record["parameters"].items():
         if isinstance(value, str) and value.startswith("s3://"):
             bucket, _, key = value[5:].partition("/")
             with aws_errors(f"reading {value}"):
-                head = or_none(s3.head_object, Bucket=bucket, Key=key)
+                head = s3_client.head(aws.client("s3"), bucket, key)
             data[name] = {"source": value, "etag": head["ETag"].strip('"') if head else None}
     record["data"] = data
     registry = record.get("registry")
     if registry and registry.get("model_package_arn"):
         with aws_errors("describing the model package"):
-            pkg = or_none(aws.client("sagemaker").describe_model_package, ModelPackageName=registry["model_package_arn"])
+            pkg = sagemaker_client.describe_model_package(aws.client("sagemaker"), registry["model_package_arn"])
         if pkg:
             registry.update(group=pkg.get("ModelPackageGroupName"), version=pkg.get("ModelPackageVersion"),
                             approval_status=pkg.get("ModelApprovalStatus"))
-
-
-def main(args) -> dict[str, Any]:
-    from workflows import ops
-
-    t = ops.target_of(args)
-    arn = ops.resolve(t, args.run_id)
-    if t.target == "stepfunctions":
-        sfn = t.aws.client("stepfunctions")
-
-        def unknown(exc: Exception):
-            raise ops._unknown_execution(t, args.run_id)
-
-        execution = ops._call(t, f"describing execution {args.run_id}",
-                              lambda: sfn.describe_execution(executionArn=arn), unknown)
-        with aws_errors("reading the execution's state machine definition"):
-            definition = sfn.describe_state_machine(stateMachineArn=execution["stateMachineArn"])["definition"]
-        record = sfn_record(definition, execution)
-    else:
-        sm = t.aws.client("sagemaker")
-        with aws_errors(f"describing pipeline execution {args.run_id}"):
-            execution = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
-            definition = sm.describe_pipeline_definition_for_execution(PipelineExecutionArn=arn)["PipelineDefinition"]
-            params = {p["Name"]: p["Value"] for p in
-                      (or_none(sm.list_pipeline_parameters_for_execution, PipelineExecutionArn=arn) or {})
-                      .get("PipelineParameters", [])}
-        doc = json.loads(definition)
-        defaults = {p["Name"]: p.get("DefaultValue") for p in doc.get("Parameters", [])}
-        record = {"run_id": arn.rsplit("/", 1)[-1], "execution_arn": arn,
-                  "status": execution.get("PipelineExecutionStatus"), **definition_facts(definition),
-                  "parameters": {**defaults, **params}, "metrics": {}, "model": None, "registry": None}
-    add_data_and_registry(record, t.aws)
-    return record

@@ -1,0 +1,3 @@
+from workflows.cli.main import entry
+
+entry()

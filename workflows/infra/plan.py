@@ -1,0 +1,163 @@
+"""Plan and apply the resource list (``resources.py``) against AWS: ``mlpipe deploy``.
+
+Each resource is an upsert through one small client module (describe -> create, update only
+if different), so a second deploy with the same config reports every resource ``unchanged``.
+A dry run makes the same calls read-only and reports what would change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from config.errors import UserError
+from steps.spec import PipelineSpec
+from workflows.aws import (events_client, iam_client, lambda_client, logs_client, s3_client, sagemaker_client,
+                           scheduler_client, sns_client, stepfunctions_client)
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, Aws, aws_errors
+from workflows.infra.resources import ASSET_KINDS, Resource, resources
+
+PLAN_WORDS = {CREATED: "create", UPDATED: "update", UNCHANGED: "unchanged"}
+
+
+@dataclass
+class Step:
+    resource: Resource
+    action: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Deployment:
+    spec: PipelineSpec
+    target: str
+    aws: Aws
+    account: str
+    region: str
+    steps: list[Step] = field(default_factory=list)
+    lambda_zip: bytes = b""
+
+    def c(self, service: str):
+        return self.aws.client(service)
+
+
+def _tags(r: Resource) -> dict[str, str]:
+    return r.props.get("tags", {})
+
+
+# One applier per resource kind: (deployment, resource, apply) -> created | updated | unchanged.
+APPLY: dict[str, Callable[[Deployment, Resource, bool], str]] = {
+    "s3 bucket": lambda d, r, apply: s3_client.ensure_bucket(d.c("s3"), r.name, r.props["region"], apply),
+    "code asset": lambda d, r, apply: s3_client.upload_if_changed(
+        d.c("s3"), r.props["bucket"], r.props["key"], r.props["data"], r.props["sha256"], apply),
+    "lambda package": lambda d, r, apply: s3_client.upload_if_changed(
+        d.c("s3"), r.props["bucket"], r.props["key"], r.props["data"], r.props["sha256"], apply),
+    "log group": lambda d, r, apply: logs_client.upsert_log_group(
+        d.c("logs"), r.name, r.props["retention_days"], _tags(r), apply),
+    "sns topic": lambda d, r, apply: sns_client.upsert_topic(
+        d.c("sns"), name=r.name, arn=r.arn, emails=r.props["emails"], tags=_tags(r), apply=apply,
+        policy=r.props["policy"]),
+    "sqs queue": lambda d, r, apply: scheduler_client.ensure_queue(d.c("sqs"), r.name, _tags(r), apply)[0],
+    "iam role": lambda d, r, apply: iam_client.upsert_role(
+        d.c("iam"), name=r.name, trust=r.props["trust"], policies=r.props["policies"], tags=_tags(r), apply=apply,
+        prune=r.props["prune"], description=r.props["description"]),
+    "lambda function": lambda d, r, apply: lambda_client.upsert_function(
+        d.c("lambda"), name=r.name, zip_bytes=d.lambda_zip, handler=r.props["handler"], role_arn=r.props["role"],
+        environment=r.props["environment"], timeout=r.props["timeout"], memory=r.props["memory"], tags=_tags(r),
+        apply=apply, description=r.props["description"]),
+    "model package group": lambda d, r, apply: sagemaker_client.upsert_model_package_group(
+        d.c("sagemaker"), r.name, r.props["description"], _tags(r), apply),
+    "state machine": lambda d, r, apply: stepfunctions_client.upsert_state_machine(
+        d.c("stepfunctions"), name=r.name, arn=r.arn, definition=r.props["definition"], role_arn=r.props["role"],
+        logging=r.props["logging"], tags=_tags(r), apply=apply),
+    "sagemaker pipeline": lambda d, r, apply: sagemaker_client.upsert_pipeline(
+        d.c("sagemaker"), name=r.name, definition=r.props["definition"], role_arn=r.props["role"],
+        description=r.props["description"], tags=_tags(r), apply=apply),
+    "schedule": lambda d, r, apply: scheduler_client.upsert_schedule(d.c("scheduler"), r.name, r.props["request"], apply),
+    "s3 eventbridge notifications": lambda d, r, apply: s3_client.enable_eventbridge(d.c("s3"), r.name, apply),
+    "eventbridge rule": lambda d, r, apply: events_client.upsert_rule(
+        d.c("events"), name=r.name, pattern=r.props["pattern"], targets=r.props["targets"], tags=_tags(r),
+        apply=apply, description=r.props["description"]),
+    "lambda permission": lambda d, r, apply: lambda_client.upsert_permission(
+        d.c("lambda"), function=r.props["function"], statement_id=r.props["statement_id"],
+        principal=r.props["principal"], source_arn=r.props["source_arn"], apply=apply),
+}
+
+
+def load_for_account(config: str, region: str, account: str) -> PipelineSpec:
+    """The spec with the caller's real account (and the chosen region) substituted."""
+    from steps.pipeline import load_spec
+
+    env = dict(os.environ)
+    env["MLPIPE_AWS_ACCOUNT_ID"] = account
+    env["MLPIPE_AWS_REGION"] = region
+    return load_spec(config, env)
+
+
+def prepare(config: str, target: str, aws: Aws, assets_only: bool = False) -> Deployment:
+    """Resolve the account and region, render, and lay out the plan (nothing is applied)."""
+    from workflows.infra.package import build_zip
+    from workflows.render import render_cached
+
+    region = aws.region or aws.region_name
+    account = aws.account_id()
+    spec = load_for_account(config, region, account)
+    files = render_cached(spec, target)
+    zip_bytes = build_zip()
+    d = Deployment(spec=spec, target=target, aws=aws, account=account, region=region, lambda_zip=zip_bytes)
+    for r in resources(spec, target, account, region, files, zip_bytes):
+        if not assets_only or r.kind in ASSET_KINDS:
+            d.steps.append(Step(r))
+    return d
+
+
+def execute(d: Deployment, apply: bool) -> None:
+    """Apply (or, read-only, compare) each resource in order; stop at the first failure."""
+    for step in d.steps:
+        r = step.resource
+        try:
+            with aws_errors(f"deploying {r.kind} {r.name}"):
+                step.action = APPLY[r.kind](d, r, apply)
+        except BaseException as exc:
+            step.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise
+
+
+def rows(d: Deployment, apply: bool) -> list[dict[str, str]]:
+    out = []
+    for step in d.steps:
+        if step.error is not None:
+            action = "failed"
+        elif step.action is None:
+            action = "not applied"
+        else:
+            action = step.action if apply else PLAN_WORDS[step.action]
+        out.append({"resource": step.resource.kind, "name": step.resource.name, "action": action})
+    return out
+
+
+def deploy(d: Deployment, apply: bool) -> list[dict[str, str]]:
+    """Execute the plan; on failure, the rows so far travel with the error."""
+    try:
+        execute(d, apply)
+    except UserError as exc:
+        raise DeployFailed(rows(d, apply), UserError(
+            f"deploy stopped: {exc.message}", source=exc.source, field=exc.field,
+            fix=(exc.fix or "") + " (resources marked 'not applied' were left as they were)")) from None
+    except Exception as exc:
+        failed = next(s for s in d.steps if s.error)
+        raise DeployFailed(rows(d, apply), exc, failed.resource.kind) from None
+    return rows(d, apply)
+
+
+class DeployFailed(Exception):
+    def __init__(self, rows: list[dict[str, str]], cause: BaseException, at: str | None = None) -> None:
+        super().__init__(str(cause))
+        self.rows, self.cause, self.at = rows, cause, at
+
+
+def summary(d: Deployment, items: list[dict[str, Any]], apply: bool) -> str:
+    changed = sum(r["action"] != "unchanged" for r in items)
+    verb = "would change" if not apply else "changed"
+    return f"{d.spec.name} ({d.target}) in {d.account}/{d.region}: {changed} of {len(items)} resources {verb}"
