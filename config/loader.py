@@ -69,6 +69,12 @@ def apply_env_overrides(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str
     return doc
 
 
+def _stage_kinds() -> tuple[str, ...]:
+    from config.models import STAGE_KINDS
+
+    return STAGE_KINDS
+
+
 def _field_path(loc: tuple[Any, ...], doc: Any) -> str:
     """Turn pydantic's location into a readable path; name stages by their name, not index."""
     parts: list[str] = []
@@ -78,8 +84,7 @@ def _field_path(loc: tuple[Any, ...], doc: Any) -> str:
             name = node[item].get("name") if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) else None
             parts.append(f"[{item}]" + (f"({name})" if name else ""))
             node = node[item] if isinstance(node, list) and item < len(node) else None
-        elif isinstance(item, str) and item in {"processing", "training", "evaluation", "model", "register",
-                                                 "approval", "endpoint", "transform", "lambda"} and parts and parts[-1].startswith("["):
+        elif isinstance(item, str) and item in _stage_kinds() and parts and parts[-1].startswith("["):
             continue  # the discriminator tag pydantic inserts; the user never wrote it
         else:
             parts.append(("." if parts else "") + str(item))
@@ -88,13 +93,16 @@ def _field_path(loc: tuple[Any, ...], doc: Any) -> str:
 
 
 def _fix_for(err: dict[str, Any]) -> str:
+    cause = (err.get("ctx") or {}).get("error")
+    if getattr(cause, "fix", None):  # config.models.FieldError: the validator knows the fix
+        return cause.fix
     kind = err["type"]
     if kind == "extra_forbidden":
         return "remove this field; it is not part of the schema (check the spelling)"
     if kind == "missing":
         return "add this required field"
     if kind == "union_tag_invalid":
-        return "set kind to one of processing, training, evaluation, model, register, approval, endpoint, transform, lambda"
+        return f"set kind to one of {', '.join(_stage_kinds())}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"use a value of the expected type ({err['msg'].lower()})"
     return "see config/examples/ for a valid config"
@@ -109,12 +117,15 @@ def validate_document(doc: dict[str, Any], source: str):
     try:
         return PipelineConfig.model_validate(doc)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        err = errors[0]
         msg = err["msg"].removeprefix("Value error, ")
-        extra = len(exc.errors()) - 1
+        extra = len(errors) - 1
         if extra:
             msg += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-        raise ConfigError(msg, source=source, field=_field_path(tuple(err["loc"]), doc) or "(top level)",
+        # A config.models.FieldError says where, below the model that raised it.
+        loc = tuple(err["loc"]) + tuple(getattr((err.get("ctx") or {}).get("error"), "loc", ()))
+        raise ConfigError(msg, source=source, field=_field_path(loc, doc) or "(top level)",
                           fix=_fix_for(err)) from None
 
 

@@ -1,4 +1,5 @@
-"""Pydantic models of a pipeline config file.
+"""Pydantic models of a pipeline config file: the whole schema in one file, one model per
+section, so it reads top to bottom (long on purpose; single-value checks live in values.py).
 
 Validation happens here, at the boundary, so nothing downstream (step factories, renderers,
 the local runner, deploy) needs to second-guess a value. Every model forbids unknown fields:
@@ -7,97 +8,26 @@ a typo must fail loudly rather than be silently ignored.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal, Union
+import typing
+from typing import Annotated, Literal, Union
 
 from pathlib import Path
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+# AWS's own limits (instance types, name patterns, ranges, regions) come from the API models
+# botocore ships, through config.aws_api; nothing there is loaded until a check needs it.
+from config import aws_api
+from config.values import (  # noqa: F401  (FieldError and is_reference are re-exported)
+    EndpointInstanceType, FieldError, InferenceInstanceType, InstanceType, ParamOr, ProcessingInstanceType,
+    RoleArn, S3Uri, Scalar, ScheduleExpression, TimeZone, TrainingInstanceType, TransformInstanceType,
+    api_string, bucket_problem, check_count, is_reference, s3_uri,
+)
+from config.values import _PARAM_NAME, _PIPELINE_NAME, _SSM_NAME, _STAGE_NAME, _bucket_fix
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- scalar validators ---------------------------------------------------------------------
-
-_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/(?P<key>.*))?$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
-_PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
-_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
-_PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-_SSM_NAME = re.compile(r"^/[A-Za-z0-9_.\-/]{1,1010}$")
-
-# SageMaker instance families and sizes we know of; anything else is almost certainly a typo.
-INSTANCE_FAMILIES = frozenset(
-    "t2 t3 m4 m5 m5d m6i m6id m6g m7i c4 c5 c5d c5n c6i c6g c7i c7g r5 r5d r6i r7i "
-    "p2 p3 p3dn p4d p4de p5 g4dn g5 g6 g6e inf1 inf2 trn1 trn1n".split()
-)
-_INSTANCE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>medium|large|xlarge|\d{1,2}xlarge|metal)$")
-
-
-def s3_uri(value: str) -> str:
-    if not _S3_URI.match(value):
-        raise ValueError(f"{value!r} is not an S3 URI; expected s3://<bucket>/<key>")
-    return value
-
-
-def role_arn(value: str) -> str:
-    if not _ROLE_ARN.match(value):
-        raise ValueError(
-            f"{value!r} is not an IAM role ARN; expected arn:aws:iam::<12-digit account>:role/<name>"
-        )
-    return value
-
-
-def instance_type(value: str) -> str:
-    m = _INSTANCE.match(value)
-    if not m or m["family"] not in INSTANCE_FAMILIES:
-        raise ValueError(
-            f"{value!r} is not a known SageMaker instance type; expected e.g. ml.m5.xlarge "
-            f"(families: {', '.join(sorted(INSTANCE_FAMILIES))})"
-        )
-    return value
-
-
-_CRON = re.compile(r"^cron\((\S+\s+){5}\S+\)$")
-_RATE = re.compile(r"^rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)$")
-
-
-def schedule_expression(value: str) -> str:
-    if _RATE.match(value):
-        return value
-    if _CRON.match(value):
-        fields = value[5:-1].split()
-        dom, dow = fields[2], fields[4]
-        if "?" not in (dom, dow):
-            raise ValueError(
-                f"{value!r}: EventBridge cron needs '?' in day-of-month or day-of-week, "
-                "e.g. cron(0 3 ? * MON *)"
-            )
-        return value
-    raise ValueError(
-        f"{value!r} is not a schedule expression; expected cron(min hour dom month dow year) "
-        "with six fields, or rate(N unit) such as rate(7 days)"
-    )
-
-
-S3Uri = Annotated[str, AfterValidator(s3_uri)]
-RoleArn = Annotated[str, AfterValidator(role_arn)]
-InstanceType = Annotated[str, AfterValidator(instance_type)]
-ScheduleExpression = Annotated[str, AfterValidator(schedule_expression)]
-Scalar = Union[bool, int, float, str]
-
-# A value that is either literal or a pipeline parameter written as "$Name".
-ParamOr = Union[int, str]
-_REFERENCE = re.compile(r"^(\$[A-Za-z][A-Za-z0-9]*|[a-z][a-z0-9-]*\.[a-z_]+)$")
-
-
-def is_reference(value: object) -> bool:
-    """True for "$Param" or "stage.output" strings; literals such as S3 URIs are not references."""
-    return isinstance(value, str) and bool(_REFERENCE.match(value)) and not value.startswith("s3:")
 
 
 # --- AWS settings --------------------------------------------------------------------------
@@ -125,15 +55,40 @@ class AwsSettings(Strict):
     @field_validator("region")
     @classmethod
     def _region(cls, v: str | None) -> str | None:
-        if v is not None and not _REGION.match(v):
-            raise ValueError(f"{v!r} is not an AWS region; expected e.g. us-east-1")
+        if v is not None:
+            known = aws_api.regions("sagemaker")
+            if v not in known:
+                near = aws_api.closest(v, known, 4)
+                raise FieldError(
+                    f"{v!r} is not an AWS region where SageMaker is available (botocore's endpoint data)",
+                    fix=f"use one of {', '.join(near)}, ... (if the region is new, upgrade botocore)")
         return v
 
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, v: str) -> str:
-        if not _BUCKET.match(v) or ".." in v:
-            raise ValueError(f"{v!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+        problem = bucket_problem(v)
+        if problem:
+            raise FieldError(f"{v!r} is not a valid S3 bucket name: it {problem}", fix=_bucket_fix(v))
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        # mlpipe adds mlpipe:pipeline, mlpipe:config-hash and mlpipe:run-id to what it tags.
+        limit = aws_api.max_items("sagemaker", aws_api.member_shape("sagemaker", "CreateTrainingJob", "Tags"))
+        if limit is not None and len(v) > limit - 3:
+            raise FieldError(f"{len(v)} tags; SageMaker accepts {limit}, and mlpipe adds 3",
+                             fix=f"keep at most {limit - 3} tags")
+        key_limit = aws_api.string_constraints("sagemaker", "TagKey").max_length or 128
+        value_limit = aws_api.string_constraints("sagemaker", "TagValue").max_length or 256
+        for key, value in v.items():
+            if not 1 <= len(key) <= key_limit or key.lower().startswith("aws:"):
+                raise FieldError(f"tag key {key!r} must have 1-{key_limit} characters and not start with 'aws:'",
+                                 loc=(key,), fix="rename the tag")
+            if len(value) > value_limit:
+                raise FieldError(f"the value of tag {key!r} is longer than {value_limit} characters",
+                                 loc=(key,), fix="shorten the value")
         return v
 
     @field_validator("prefix")
@@ -162,7 +117,19 @@ class Parameter(Strict):
             raise ValueError(f"default {self.default!r} is not a {self.type}")
         if self.allowed is not None and self.default not in self.allowed:
             raise ValueError(f"default {self.default!r} is not one of {self.allowed}")
+        if self.type == "String":
+            for loc, value in [(("default",), self.default),
+                               *((("allowed", i), a) for i, a in enumerate(self.allowed or []))]:
+                if isinstance(value, str) and value[:5].lower() == "s3://":
+                    try:
+                        s3_uri(value)
+                    except FieldError as exc:
+                        raise FieldError(str(exc), loc=loc, fix=exc.fix) from None
         return self
+
+    def possible_values(self) -> list[Scalar]:
+        """Every value this parameter can take without a run-time override we cannot see."""
+        return list(self.allowed) if self.allowed is not None else [self.default]
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -211,6 +178,16 @@ class StageBase(Strict):
         """Names other stages may reference as "<stage>.<output>"."""
         return []
 
+    @model_validator(mode="after")
+    def _instance_count(self) -> "StageBase":
+        count = self.instance_count
+        if isinstance(count, int) and not isinstance(count, bool):
+            try:
+                check_count(count, self.kind)  # type: ignore[attr-defined]
+            except FieldError as exc:
+                raise FieldError(str(exc), loc=("instance_count",), fix=exc.fix) from None
+        return self
+
     def references(self) -> dict[str, str]:
         """Field path -> reference ("$Param" or "stage.output") held by this stage."""
         return {"instance_count": self.instance_count} if isinstance(self.instance_count, str) else {}
@@ -231,15 +208,18 @@ def _check_inputs(inputs: dict[str, str]) -> dict[str, str]:
         if not is_reference(value):
             try:
                 s3_uri(value)
-            except ValueError:
-                raise ValueError(
-                    f"input {name!r}: {value!r} is neither a reference ($Param or stage.output) nor an S3 URI"
-                ) from None
+            except FieldError as exc:
+                if value[:5].lower() == "s3://":
+                    raise FieldError(str(exc), loc=(name,), fix=exc.fix) from None
+                raise FieldError(
+                    f"input {name!r}: {value!r} is neither a reference ($Param or stage.output) nor an S3 URI",
+                    loc=(name,), fix="write $Param, stage.output or s3://<bucket>/<key>") from None
     return inputs
 
 
 class ProcessingStageConfig(StageBase):
     kind: Literal["processing"]
+    instance_type: ProcessingInstanceType = "ml.m5.xlarge"
     code: str = "builtin:preprocess"
     framework: Literal["sklearn"] = "sklearn"
     framework_version: str = "1.2-1"
@@ -270,6 +250,7 @@ class Framework(Strict):
 
 class TrainingStageConfig(StageBase):
     kind: Literal["training"]
+    instance_type: TrainingInstanceType = "ml.m5.xlarge"
     algorithm: Algorithm | None = None
     framework: Framework | None = None
     hyperparameters: dict[str, Scalar] = {}
@@ -288,6 +269,40 @@ class TrainingStageConfig(StageBase):
             raise ValueError("a training stage needs at least one input channel, e.g. train: preprocess.train")
         return self
 
+    @model_validator(mode="after")
+    def _hyperparameters(self) -> "TrainingStageConfig":
+        """What CreateTrainingJob (botocore's HyperParameters map) and, for built-in XGBoost
+        1.7-1, the algorithm container itself would refuse."""
+        hps = self.hyperparameters
+        shape = aws_api.member_shape("sagemaker", "CreateTrainingJob", "HyperParameters")
+        limit = aws_api.max_items("sagemaker", shape)
+        if limit is not None and len(hps) > limit:
+            raise FieldError(f"{len(hps)} hyperparameters; SageMaker accepts at most {limit} "
+                             "(CreateTrainingJob HyperParameters, from botocore)",
+                             loc=("hyperparameters",), fix=f"remove {len(hps) - limit} of them")
+        key_rule = aws_api.string_constraints("sagemaker", aws_api.shape("sagemaker", shape)["key"]["shape"])
+        value_rule = aws_api.string_constraints("sagemaker", aws_api.shape("sagemaker", shape)["value"]["shape"])
+        for key, value in hps.items():
+            problem = key_rule.problem(key)
+            if problem:
+                raise FieldError(f"hyperparameter name {key[:40]!r} {problem}", loc=("hyperparameters", key),
+                                 fix="use a shorter name")
+            problem = value_rule.problem(str(value))
+            if problem:
+                raise FieldError(f"the value of {key!r} {problem}", loc=("hyperparameters", key),
+                                 fix="pass large values as a file in an input channel instead")
+        if self.algorithm is not None and self.algorithm.name == "xgboost":
+            from config import xgboost_hyperparameters as xgb
+
+            if self.algorithm.version == xgb.VERSION:
+                problems = xgb.validate(hps)
+                if problems:
+                    first = problems[0]
+                    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                    loc = ("hyperparameters", first.name) if first.name in hps else ("hyperparameters",)
+                    raise FieldError(first.message + more, loc=loc, fix=first.fix)
+        return self
+
     def output_names(self) -> list[str]:
         return ["model"]
 
@@ -302,7 +317,8 @@ class Gate(Strict):
 
 
 class EvaluationStageConfig(StageBase):
-    kind: Literal["evaluation"]
+    kind: Literal["evaluation"]  # runs as a processing job
+    instance_type: ProcessingInstanceType = "ml.m5.xlarge"
     code: str = "builtin:evaluate"
     model: str = Field(description="Reference to the training stage's model, e.g. train.model")
     test: str = Field(description="Reference to the test data, e.g. preprocess.test")
@@ -318,7 +334,7 @@ class EvaluationStageConfig(StageBase):
 class ModelStageConfig(StageBase):
     kind: Literal["model"]
     model: str = Field(description="Reference to a training stage's model, e.g. train.model")
-    instance_type: InstanceType = "ml.m5.large"
+    instance_type: InferenceInstanceType = "ml.m5.large"
 
     def output_names(self) -> list[str]:
         return ["model_name"]
@@ -335,8 +351,22 @@ class RegisterStageConfig(StageBase):
     approval_status: str = "PendingManualApproval"
     content_types: list[str] = ["text/csv"]
     response_types: list[str] = ["text/csv"]
-    inference_instances: list[InstanceType] = ["ml.m5.large"]
-    transform_instances: list[InstanceType] = ["ml.m5.large"]
+    inference_instances: list[EndpointInstanceType] = ["ml.m5.large"]
+    transform_instances: list[TransformInstanceType] = ["ml.m5.large"]
+
+    @field_validator("model_package_group")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        if v is not None:
+            api_string(v, "sagemaker", "CreateModelPackageGroup", "ModelPackageGroupName", "model package group name")
+        return v
+
+    @field_validator("approval_status")
+    @classmethod
+    def _approval_status(cls, v: str) -> str:
+        if not is_reference(v):
+            api_string(v, "sagemaker", "CreateModelPackage", "ModelApprovalStatus", "model approval status")
+        return v
 
     def output_names(self) -> list[str]:
         return ["model_package_arn"]
@@ -364,8 +394,15 @@ class EndpointStageConfig(StageBase):
     kind: Literal["endpoint"]
     model: str
     endpoint_name: str | None = None
-    instance_type: InstanceType = "ml.m5.large"
+    instance_type: EndpointInstanceType = "ml.m5.large"
     data_capture: DataCapture = DataCapture()
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, v: str | None) -> str | None:
+        if v is not None:
+            api_string(v, "sagemaker", "CreateEndpoint", "EndpointName", "endpoint name")
+        return v
 
     def output_names(self) -> list[str]:
         return ["endpoint_name"]
@@ -380,7 +417,7 @@ class TransformStageConfig(StageBase):
     model: str
     input: str = "$BatchData"
     content_type: str = "text/csv"
-    instance_type: InstanceType = "ml.m5.large"
+    instance_type: TransformInstanceType = "ml.m5.large"
 
     def output_names(self) -> list[str]:
         return ["predictions"]
@@ -398,6 +435,13 @@ class LambdaStageConfig(StageBase):
     environment: dict[str, str] = {}
     timeout_seconds: int = Field(default=30, ge=1, le=900)
     memory_mb: int = Field(default=256, ge=128, le=10240)
+
+    @field_validator("function_name")
+    @classmethod
+    def _function_name(cls, v: str | None) -> str | None:
+        if v is not None:
+            api_string(v, "lambda", "CreateFunction", "FunctionName", "Lambda function name")
+        return v
 
     @field_validator("environment")
     @classmethod
@@ -422,6 +466,9 @@ StageConfig = Annotated[
     ],
     Field(discriminator="kind"),
 ]
+# The kinds a config may declare, read off the union above (the loader's messages use it).
+STAGE_KINDS = tuple(m.model_fields["kind"].annotation.__args__[0]
+                    for m in typing.get_args(typing.get_args(StageConfig)[0]))
 
 
 # --- schedule, triggers, notifications -----------------------------------------------------
@@ -433,7 +480,7 @@ class ScheduleRetry(Strict):
 
 class Schedule(Strict):
     expression: ScheduleExpression
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     enabled: bool = True
     retry: ScheduleRetry = ScheduleRetry()
     dead_letter_queue: bool = True
@@ -487,36 +534,135 @@ class PipelineConfig(Strict):
     def _references(self) -> "PipelineConfig":
         """Check every "$Param" and "stage.output" reference, so renderers never see a dangling one."""
         outputs: dict[str, list[str]] = {}
-        for stage in self.stages:
+        for i, stage in enumerate(self.stages):
             if stage.name in outputs:
-                raise ValueError(f"stage name {stage.name!r} is used twice")
+                raise FieldError(f"stage name {stage.name!r} is used twice", loc=("stages", i, "name"),
+                                 fix="rename one of them")
             outputs[stage.name] = stage.output_names()
         for i, stage in enumerate(self.stages):
             for path, ref in stage.references().items():
-                where = f"stages.{i}.{path}"
+                loc = ("stages", i, *path.split("."))
                 if not is_reference(ref):
-                    raise ValueError(f"{where}: {ref!r} is not a reference; write $Param or stage.output")
+                    raise FieldError(f"{ref!r} is not a reference", loc=loc, fix="write $Param or stage.output")
                 if ref.startswith("$"):
                     if ref[1:] not in self.parameters:
-                        raise ValueError(
-                            f"{where}: {ref!r} names no declared parameter "
-                            f"(declared: {', '.join(sorted(self.parameters)) or 'none'})"
-                        )
+                        raise FieldError(
+                            f"{ref!r} names no declared parameter "
+                            f"(declared: {', '.join(sorted(self.parameters)) or 'none'})",
+                            loc=loc, fix=f"declare {ref[1:]} under parameters, or fix the spelling")
                     continue
                 stage_name, _, output = ref.partition(".")
                 if stage_name not in outputs:
-                    raise ValueError(f"{where}: {ref!r} names no stage (stages: {', '.join(outputs)})")
+                    raise FieldError(f"{ref!r} names no stage (stages: {', '.join(outputs)})", loc=loc,
+                                     fix="reference an existing stage as stage.output")
                 if output not in outputs[stage_name]:
-                    raise ValueError(
-                        f"{where}: stage {stage_name!r} has no output {output!r} "
-                        f"(outputs: {', '.join(outputs[stage_name]) or 'none'})"
-                    )
+                    raise FieldError(
+                        f"stage {stage_name!r} has no output {output!r} "
+                        f"(outputs: {', '.join(outputs[stage_name]) or 'none'})",
+                        loc=loc, fix="use one of that stage's outputs")
             for dep in stage.depends_on:
                 if dep not in outputs:
-                    raise ValueError(f"stages.{i}.depends_on: {dep!r} names no stage")
+                    raise FieldError(f"{dep!r} names no stage", loc=("stages", i, "depends_on"),
+                                     fix=f"depend on one of {', '.join(outputs)}")
+        return self
+
+    @model_validator(mode="after")
+    def _parameter_uses(self) -> "PipelineConfig":
+        """A parameter must fit where it is used: its type, and every value it may take (default
+        and allowed values) must be what that request member accepts."""
+        for i, stage in enumerate(self.stages):
+            for path, ref in stage.references().items():
+                if not ref.startswith("$"):
+                    continue
+                name, param = ref[1:], self.parameters[ref[1:]]
+                loc = ("stages", i, *path.split("."))
+                if path == "instance_count":
+                    if param.type != "Integer":
+                        raise FieldError(
+                            f"{ref} is a {param.type} parameter; instance_count needs an Integer parameter",
+                            loc=loc, fix=f"declare {name} with type: Integer (or use a literal count)")
+                    for value in param.possible_values():
+                        try:
+                            check_count(value, stage.kind, f"{ref} (value {value}) as instance_count")
+                        except FieldError as exc:
+                            raise FieldError(str(exc), loc=loc, fix=f"change the default/allowed values of {name}: "
+                                             + (exc.fix or "")) from None
+                elif path == "approval_status":
+                    if param.type != "String":
+                        raise FieldError(f"{ref} is a {param.type} parameter; approval_status needs a String",
+                                         loc=loc, fix=f"declare {name} with type: String")
+                    for value in param.possible_values():
+                        try:
+                            api_string(str(value), "sagemaker", "CreateModelPackage", "ModelApprovalStatus",
+                                       "model approval status")
+                        except FieldError as exc:
+                            raise FieldError(f"{ref} may be {value!r}: {exc}", loc=loc, fix=exc.fix) from None
+                elif path.startswith("inputs.") or path == "input":
+                    if param.type != "String":
+                        raise FieldError(f"{ref} is a {param.type} parameter; a data input needs a String "
+                                         "(an S3 URI)", loc=loc, fix=f"declare {name} with type: String")
+        return self
+
+    @model_validator(mode="after")
+    def _container_arguments(self) -> "PipelineConfig":
+        """Processing arguments, the data section's included, against botocore's
+        ContainerArguments (count) and ContainerArgument (length of each)."""
+
+        service, operation = "sagemaker", "CreateProcessingJob"
+        list_shape = aws_api.member_shape(service, operation, "AppSpecification.ContainerArguments")
+        item_shape = aws_api.shape(service, list_shape)["member"]["shape"]
+        max_count = aws_api.max_items(service, list_shape)
+        max_length = aws_api.string_constraints(service, item_shape).max_length
+        for i, stage in enumerate(self.stages):
+            if stage.kind != "processing":
+                continue
+            builtin = list(preprocess_arguments(self.data)) if stage.code == BUILTIN_PREPROCESS else []
+            arguments = builtin + list(stage.arguments)
+            if max_count is not None and len(arguments) > max_count:
+                raise FieldError(f"{len(arguments)} container arguments; SageMaker accepts at most {max_count} "
+                                 f"({operation} AppSpecification.ContainerArguments)",
+                                 loc=("stages", i, "arguments"), fix="pass fewer arguments")
+            for j, argument in enumerate(arguments):
+                if max_length is None or len(argument) <= max_length:
+                    continue
+                if j < len(builtin):
+                    flag = next((a for a in reversed(builtin[:j]) if a.startswith("--")), "")
+                    field = _ARGUMENT_FIELDS.get(flag, "")
+                    loc = ("data", field) if field else ("data",)
+                    what = f"becomes the container argument after {flag}" if flag else "becomes a container argument"
+                    fix = ("shorten the column names, or drop column_names and give the data a header row"
+                           if field == "column_names" else "shorten it")
+                else:
+                    loc, what, fix = ("stages", i, "arguments", j - len(builtin)), "is a container argument", \
+                        "shorten it, or pass long values in a file"
+                raise FieldError(f"{what} of {len(argument)} characters; SageMaker accepts at most "
+                                 f"{max_length} per argument ({operation} ContainerArgument, from botocore)",
+                                 loc=loc, fix=fix)
         return self
 
 
-def dump_schema() -> dict[str, Any]:
-    """JSON Schema of the config, for editors and docs."""
-    return PipelineConfig.model_json_schema()
+# The built-in preprocessing script, and which data field each of its flags carries.
+BUILTIN_PREPROCESS = "builtin:preprocess"
+
+
+def preprocess_arguments(data) -> tuple[str, ...]:
+    """The data section as command-line arguments of steps/code/preprocess.py."""
+    if data is None:
+        return ()
+    args = ["--target", str(data.target), "--problem-type", data.problem_type]
+    if data.header is not None:
+        args.append("--header" if data.header else "--no-header")
+    if data.delimiter is not None:
+        args += ["--delimiter", data.delimiter]
+    if data.categorical is not None:
+        args += ["--categorical", *map(str, data.categorical)]
+    if data.column_names:
+        args += ["--column-names", ",".join(data.column_names)]
+    train, validation, test = data.split
+    args += ["--train-ratio", f"{train:g}", "--validation-ratio", f"{validation:g}",
+             "--test-ratio", f"{test:g}", "--seed", str(data.seed)]
+    return tuple(args)
+
+
+_ARGUMENT_FIELDS = {"--target": "target", "--delimiter": "delimiter", "--categorical": "categorical",
+                    "--column-names": "column_names", "--problem-type": "problem_type"}

@@ -6,8 +6,31 @@ run can stop: a Choice state, a ConditionStep, or the local runner's check.
 
 from __future__ import annotations
 
+import hashlib
+
 from steps.context import BuildContext
 from steps.spec import EvaluationStage, GateStage, OutputRef, Stage
+
+_SUFFIX = "-gate"
+_MAX_NAME = 24  # a stage name's limit (config.models._STAGE_NAME)
+
+
+def gate_name(evaluation: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """``<evaluation>-gate``, a valid stage name distinct from every name in ``taken``.
+
+    When the evaluation's name is too long, its end is cut, never the suffix (cutting the
+    suffix gave a 24-character evaluation its own name back); if that collides with another
+    stage, a short hash of the evaluation's name keeps it unique."""
+    name = f"{evaluation[: _MAX_NAME - len(_SUFFIX)].rstrip('-')}{_SUFFIX}"
+    if name not in taken and name != evaluation:
+        return name
+    digest = hashlib.sha256(evaluation.encode()).hexdigest()
+    for start in range(0, len(digest) - 6):
+        tag = digest[start:start + 6]
+        name = f"{evaluation[: _MAX_NAME - len(_SUFFIX) - 7].rstrip('-')}-{tag}{_SUFFIX}"
+        if name not in taken and name != evaluation:
+            return name
+    raise AssertionError("unreachable: no free gate name")
 
 
 def build(cfg, ctx: BuildContext, field: str) -> list[Stage]:
@@ -34,7 +57,7 @@ def build(cfg, ctx: BuildContext, field: str) -> list[Stage]:
                         f"{field}.gate.metric",
                         "regression: mse, rmse, mae, r2; classification: accuracy, auc, f1")
     gate = GateStage(
-        name=f"{cfg.name}-gate"[:24],
+        name=gate_name(cfg.name, taken={*ctx.built, *(s.name for s in ctx.config.stages)}),
         inputs={"evaluation": OutputRef(cfg.name, "evaluation")},
         outputs=("passed",),
         metric=cfg.gate.metric,

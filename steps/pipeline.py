@@ -7,21 +7,9 @@ import os
 from config.errors import ConfigError
 from config.loader import config_dir
 from config.models import PipelineConfig
-from steps import approval, endpoint, evaluation, lambda_step, model, processing, registry, training, transform
+from steps.contract import KINDS
 from steps.context import BuildContext
 from steps.spec import Parameter, PipelineSpec, Schedule, Stage
-
-FACTORIES = {
-    "processing": processing.build,
-    "training": training.build,
-    "evaluation": evaluation.build,
-    "model": model.build,
-    "register": registry.build,
-    "approval": approval.build,
-    "endpoint": endpoint.build,
-    "transform": transform.build,
-    "lambda": lambda_step.build,
-}
 
 PLACEHOLDER_ACCOUNT = "000000000000"
 
@@ -76,7 +64,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
     ctx = BuildContext(config=config, base_dir=config_dir(config), source=source, built={})
     stages: list[Stage] = []
     for i, cfg in enumerate(config.stages):
-        built = FACTORIES[cfg.kind](cfg, ctx, f"stages[{i}]({cfg.name})")
+        built = KINDS[cfg.kind].factory(cfg, ctx, f"stages[{i}]({cfg.name})")
         for stage in built if isinstance(built, list) else [built]:
             if stage.name in ctx.built:
                 raise ConfigError(f"stage name {stage.name!r} is used twice", source=source,

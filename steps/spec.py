@@ -21,7 +21,7 @@ class _Reference:
     def __str__(self) -> str:  # pragma: no cover - the point is that it raises
         raise TypeError(
             f"{self!r} is a pipeline reference, not a string; let the renderer resolve it "
-            "(e.g. with .to_request() or the renderer's resolve())"
+            "(the renderer resolves it)"
         )
 
     __format__ = lambda self, spec: self.__str__()  # noqa: E731  (f-strings must fail too)
@@ -33,9 +33,6 @@ class ParamRef(_Reference):
 
     name: str
 
-    def to_request(self) -> dict[str, str]:
-        return {"Get": f"Parameters.{self.name}"}
-
 
 @dataclass(frozen=True, repr=True)
 class OutputRef(_Reference):
@@ -43,9 +40,6 @@ class OutputRef(_Reference):
 
     stage: str
     output: str
-
-    def to_request(self) -> dict[str, str]:
-        return {"Get": f"Stages.{self.stage}.{self.output}"}
 
 
 Value = Union[ParamRef, OutputRef, str, int, float, bool]
@@ -61,6 +55,8 @@ class Parameter:
 
     def coerce(self, raw: Any) -> Any:
         """Convert a CLI/JSON value to this parameter's type, or raise ValueError saying why."""
+        if raw is None or isinstance(raw, (list, dict)):
+            raise ValueError(f"{raw!r} is not a {self.type} value")
         if self.type == "Integer":
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError(f"{raw!r} is not an integer")
@@ -143,22 +139,19 @@ class Stage:
         refs = {v.stage for v in self.inputs.values() if isinstance(v, OutputRef)}
         return tuple(sorted(refs | set(self.depends_on)))
 
-    @property
-    def uses_sagemaker_job(self) -> bool:
-        return self.kind in {"processing", "training", "evaluation", "transform"}
-
     def to_dict(self) -> dict[str, Any]:
-        """The one place a stage is serialised (describe, hashing, golden files)."""
+        """The one place a stage is serialised (describe, hashing, cache keys, golden files)."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         for f in fields(self):
             if f.name in {"name", "kind"}:
                 continue
-            out[f.name] = _plain(getattr(self, f.name))
+            out[f.name] = plain(getattr(self, f.name))
         out["upstream"] = list(self.upstream)
         return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A spec value as JSON-able data: references as ``$Param`` and ``stage.output``."""
     if isinstance(value, ParamRef):
         return f"${value.name}"
     if isinstance(value, OutputRef):
@@ -168,13 +161,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return value.name
     if isinstance(value, (Image, Instance)):
-        return {k: _plain(v) for k, v in asdict(value).items() if v is not None} | (
-            {"count": _plain(value.count)} if isinstance(value, Instance) else {}
+        return {k: plain(v) for k, v in asdict(value).items() if v is not None} | (
+            {"count": plain(value.count)} if isinstance(value, Instance) else {}
         )
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -384,9 +377,9 @@ class PipelineSpec:
             "description": self.description,
             "aws": {"region": self.region, "account_id": self.account_id, "bucket": self.bucket,
                     "prefix": self.prefix, "roles": dict(self.roles), "tags": dict(self.tags)},
-            "parameters": [_plain(asdict(p)) for p in self.parameters],
+            "parameters": [plain(asdict(p)) for p in self.parameters],
             "stages": [s.to_dict() for s in self.stages],
-            "data": _plain(self.data),
+            "data": plain(self.data),
             "schedule": asdict(self.schedule) if self.schedule else None,
             "trigger_prefix": self.trigger_prefix,
             "emails": list(self.emails),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -59,6 +60,29 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
     yield attempts
     assert not attempts, f"network was attempted: {attempts}"
+
+
+_SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
+_ASSET_KEY = re.compile(r"/assets/(lambda/)?[0-9a-f]{16}/")
+GOLDEN = ROOT / "tests" / "golden"
+REGENERATE = ("MLPIPE_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_build.py tests/test_describe.py "
+              "-k 'golden or pinned'")
+
+
+def mask_hashes(text: str) -> str:
+    """Content hashes (config hash, script hashes, asset keys) as placeholders: a golden file
+    pins the document's shape and values, and editing a script does not rewrite it."""
+    return _ASSET_KEY.sub(lambda m: f"/assets/{m.group(1) or ''}<sha16>/", _SHA256.sub("<sha256>", text))
+
+
+def check_golden(path: Path, actual: str) -> None:
+    """Compare with a golden file, hashes masked; regenerate on purpose with REGENERATE."""
+    actual = mask_hashes(actual)
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+    assert path.is_file(), f"missing golden file {path}; regenerate on purpose: {REGENERATE}"
+    assert actual == path.read_text(), f"{path} differs; if the change is intended, regenerate: {REGENERATE}"
 
 
 def run_cli(*argv: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):

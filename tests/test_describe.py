@@ -6,20 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import EXAMPLES, ROOT, UPDATE_GOLDEN, run_cli
+from conftest import EXAMPLES, GOLDEN, check_golden, run_cli
 
 from steps.pipeline import load_spec
 
 
 @pytest.mark.parametrize("name", ["abalone", "bsm_pytorch"])
 def test_describe_json_is_pinned(name):
-    """Regenerate on purpose: MLPIPE_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_describe.py"""
     proc = run_cli("describe", "--config", str(EXAMPLES / f"{name}.yaml"), "--output", "json")
     assert proc.returncode == 0, proc.stderr
-    golden = ROOT / "tests" / "golden" / name / "describe.json"
-    if UPDATE_GOLDEN:
-        golden.write_text(proc.stdout)
-    assert proc.stdout == golden.read_text()
+    check_golden(GOLDEN / name / "describe.json", proc.stdout)
 
 
 @pytest.mark.parametrize("name", ["abalone", "bsm_pytorch"])

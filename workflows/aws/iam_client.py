@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from workflows.aws.session import CREATED, UNCHANGED, UPDATED, or_none, same_json
@@ -43,8 +42,3 @@ def upsert_role(iam, *, name: str, trust: dict[str, Any], policies: dict[str, di
         if apply:
             iam.delete_role_policy(RoleName=name, PolicyName=pname)
     return action
-
-
-def wait_until_assumable(seconds: float) -> None:
-    """New roles take a few seconds to propagate; callers retry with this back-off."""
-    time.sleep(seconds)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steps import naming
+from steps.contract import KINDS
 from steps.naming import Arns
 from steps.spec import LambdaStage, PipelineSpec
 
@@ -30,7 +31,7 @@ SYNC_RULES = {
     "training": "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
     "transform": "StepFunctionsGetEventsForSageMakerTransformJobsRule",
 }
-JOB_KIND = {"processing": "processing", "evaluation": "processing", "training": "training", "transform": "transform"}
+JOB_KIND = {name: kind.job for name, kind in KINDS.items() if kind.job}   # stage kind -> SageMaker job kind
 JOB_ACTIONS = {
     "processing": ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
     "training": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],

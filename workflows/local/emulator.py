@@ -69,47 +69,39 @@ class LocalAws:
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
 
     def ssm(self):
-        import boto3
+        from workflows.aws import ssm_client
 
         url = self._url if self._url and threading.current_thread() is self._thread else self.url
-        return boto3.client("ssm", endpoint_url=url, region_name=REGION,
-                            aws_access_key_id="mlpipe-local", aws_secret_access_key="mlpipe-local")
+        return ssm_client.emulator_client(url, REGION)
 
     def _load(self) -> None:
         if not self.state_file.is_file():
             return
+        from workflows.aws import ssm_client
+
         client = self.ssm()
         for name, value in sorted(read_json(self.state_file).items()):
-            client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+            ssm_client.put(client, name, value)
 
     def save(self) -> None:
         """Persist every SSM parameter (merging with what other runs saved)."""
-        client = self.ssm()
-        current = {}
-        for page in client.get_paginator("describe_parameters").paginate():
-            for meta in page["Parameters"]:
-                current[meta["Name"]] = client.get_parameter(Name=meta["Name"])["Parameter"]["Value"]
+        from workflows.aws import ssm_client
+
+        current = ssm_client.all_parameters(self.ssm())
         with locked(self.state_file):
             saved = read_json(self.state_file) if self.state_file.is_file() else {}
             saved.update(current)
             write_json(self.state_file, saved)
 
     def get_parameter(self, name: str) -> str | None:
-        try:
-            return self.ssm().get_parameter(Name=name)["Parameter"]["Value"]
-        except Exception:
-            return None
+        from workflows.aws import ssm_client
+
+        return ssm_client.get(self.ssm(), name)
 
     def stop(self) -> None:
         """Shut down without waiting: werkzeug polls for shutdown every half second."""
         if self._server is not None:
             threading.Thread(target=self._server.stop, daemon=True).start()
-
-
-def saved_parameter(state_dir: Path, name: str) -> str | None:
-    """What the emulator store holds for a parameter, without starting the emulator."""
-    path = state_dir / "ssm.json"
-    return read_json(path).get(name) if path.is_file() else None
 
 
 def isolate_from_real_aws(env: dict[str, str]) -> dict[str, str]:

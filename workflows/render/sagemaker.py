@@ -36,6 +36,7 @@ from sagemaker.workflow.properties import PropertyFile
 from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep
 
 from steps import naming
+from steps.contract import INFERENCE_ENTRY, KINDS, SERVING_CODE_DIR, handler
 from steps.spec import (
     ApprovalStage, EndpointStage, EvaluationStage, GateStage, Image, LambdaStage, ModelStage,
     OutputRef, ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage,
@@ -108,9 +109,9 @@ class _Renderer:
         )
         args = processor.run(
             code=s.code.uri,
-            inputs=[ProcessingInput(source=self.value(v), destination=f"/opt/ml/processing/input/{k}", input_name=k)
+            inputs=[ProcessingInput(source=self.value(v), destination=KINDS[s.kind].input_path(k), input_name=k)
                     for k, v in s.inputs.items()],
-            outputs=[ProcessingOutput(output_name=o, source=f"/opt/ml/processing/{o}",
+            outputs=[ProcessingOutput(output_name=o, source=KINDS[s.kind].output_path(o),
                                       destination=self.run_uri(s.name, o)) for o in s.outputs],
             arguments=list(s.arguments) or None,
         )
@@ -145,11 +146,11 @@ class _Renderer:
         self.property_files[s.name] = report
         args = processor.run(
             code=s.code.uri,
-            inputs=[ProcessingInput(source=self.value(s.inputs["model"]), destination="/opt/ml/processing/model",
+            inputs=[ProcessingInput(source=self.value(s.inputs["model"]), destination=KINDS[s.kind].input_path("model"),
                                     input_name="model"),
-                    ProcessingInput(source=self.value(s.inputs["test"]), destination="/opt/ml/processing/test",
+                    ProcessingInput(source=self.value(s.inputs["test"]), destination=KINDS[s.kind].input_path("test"),
                                     input_name="test")],
-            outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation",
+            outputs=[ProcessingOutput(output_name="evaluation", source=KINDS[s.kind].output_path("evaluation"),
                                       destination=self.run_uri(s.name, "evaluation"))],
             arguments=["--problem-type", s.problem_type],
         )
@@ -167,8 +168,8 @@ class _Renderer:
         return PyTorchModel(model_data=model_data, framework_version=training.image.version,
                             py_version=training.image.py_version, role=self.role, sagemaker_session=self.session,
                             name=naming.safe_name(self.spec.name, s.name, limit=63),
-                            env={"SAGEMAKER_PROGRAM": "inference.py",
-                                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"})
+                            env={"SAGEMAKER_PROGRAM": INFERENCE_ENTRY,
+                                 "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_CODE_DIR})
 
     def model(self, s: ModelStage) -> ModelStep:
         model = self.model_for(s, s.inputs["model_data"], s.image, s.instance.type)
@@ -242,6 +243,13 @@ class _Renderer:
                              if_steps=downstream, else_steps=[fail])
 
     # --- assembly ------------------------------------------------------------------------
+    def handlers(self) -> dict[str, Any]:
+        """One method per stage kind (a test checks that every kind in steps.contract has one);
+        a gate or an approval becomes a ConditionStep around the steps below it."""
+        return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
+                "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
+                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_}
+
     def render(self) -> Pipeline:
         """Build steps in order. A gate or approval becomes a ConditionStep whose if-branch holds
         every stage below it; an approval inside a gate becomes one of the gate's steps."""
@@ -254,13 +262,12 @@ class _Renderer:
             if s.kind in _BRANCH_KINDS:
                 branches[s.name] = []
                 continue
-            step = getattr(self, "lambda_" if s.kind == "lambda" else s.kind)(s)
+            step = handler(self.handlers(), s, "SageMaker")(s)
             self.steps[s.name] = step
             (branches[parent] if parent else top).append(step)
         for name in reversed(list(branches)):  # innermost first
             stage = self.spec.stage(name)
-            build = self.gate if stage.kind == "gate" else self.approval
-            step = self.steps[name] = build(stage, branches[name])
+            step = self.steps[name] = handler(self.handlers(), stage, "SageMaker")(stage, branches[name])
             (branches[owner[name]] if owner[name] else top).append(step)
         return Pipeline(
             name=naming.sagemaker_pipeline_name(self.spec.name),

@@ -40,6 +40,7 @@ from stepfunctions.steps import (
 from stepfunctions.workflow import Workflow
 
 from steps import naming
+from steps.contract import CODE_DIR, INFERENCE_ENTRY, KINDS, SERVING_CODE_DIR, handler
 from steps.spec import (
     ApprovalStage, EndpointStage, EvaluationStage, GateStage, LambdaStage, ModelStage, OutputRef,
     ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage, TransformStage,
@@ -48,7 +49,6 @@ from steps.spec import (
 HASH = "$.run.hash"
 RETRY = "$$.State.RetryCount"
 SAGEMAKER_RETRY_ATTEMPTS = 2          # keeps the retry count to one digit in job names
-CODE_DIR = "/opt/ml/processing/input/code"
 FAILED = "pipeline-failed"
 DONE = "pipeline-succeeded"
 APPROVAL_DECLINED = "Rejected"        # error name `mlpipe reject` sends; caught, ends the run cleanly
@@ -143,15 +143,13 @@ class _Renderer:
                                      ["--problem-type", s.problem_type])]
 
     def _processing_job(self, s: Stage, processor, inputs: dict, outputs: list[str], arguments: list[str]):
-        destinations = {"model": "/opt/ml/processing/model", "test": "/opt/ml/processing/test"}
+        kind = KINDS[s.kind]
         step = ProcessingStep(
             s.name, processor=processor, job_name=job_name(self.spec, s.name),
-            inputs=[ProcessingInput(source=self.path(v), input_name=k,
-                                    destination=destinations.get(k, f"/opt/ml/processing/input/{k}")
-                                    if s.kind == "evaluation" else f"/opt/ml/processing/input/{k}")
+            inputs=[ProcessingInput(source=self.path(v), input_name=k, destination=kind.input_path(k))
                     for k, v in inputs.items()]
             + [ProcessingInput(source=s.code.uri, destination=CODE_DIR, input_name="code")],
-            outputs=[ProcessingOutput(output_name=o, source=f"/opt/ml/processing/{o}",
+            outputs=[ProcessingOutput(output_name=o, source=kind.output_path(o),
                                       destination=self.run_uri(s.name, o)) for o in outputs],
             container_entrypoint=["python3", f"{CODE_DIR}/{s.code.name}"],
             container_arguments=arguments or None,
@@ -217,8 +215,8 @@ class _Renderer:
             model = PyTorchModel(model_data=model_data, framework_version=training.image.version,
                                  py_version=training.image.py_version, role=self.role,
                                  sagemaker_session=self.session,
-                                 env={"SAGEMAKER_PROGRAM": "inference.py",
-                                      "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+                                 env={"SAGEMAKER_PROGRAM": INFERENCE_ENTRY,
+                                      "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_CODE_DIR},
                                  image_uri=inference_image_uri(s.image, self.spec.region, s.instance.type))
         step = ModelStep(s.name, model=model, model_name=run_name(self.spec, s.name),
                          instance_type=s.instance.type, result_path=self.result_path(s), tags=self.tags())
@@ -331,6 +329,12 @@ class _Renderer:
         return [self.guard(step, s, {"result.$": "$.Payload"})]
 
     # --- assembly ------------------------------------------------------------------------
+    def handlers(self) -> dict[str, Any]:
+        """One method per stage kind (a test checks that every kind in steps.contract has one)."""
+        return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
+                "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
+                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_}
+
     def graph(self):
         self._gate_rules: dict[str, Any] = {}
         self._joins: dict[str, Pass] = {}
@@ -345,7 +349,7 @@ class _Renderer:
                              "stages": {}}),
         ]
         for stage in self.spec.stages:
-            states += getattr(self, "lambda_" if stage.kind == "lambda" else stage.kind)(stage)
+            states += handler(self.handlers(), stage, "Step Functions")(stage)
         states.append(Succeed(DONE))
         # Link states in order. A gate's Choice sends its passing rule to the next state; an
         # endpoint's create/update branches meet at its join state, which continues.

@@ -5,39 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from steps.spec import OutputRef, ParamRef, PipelineSpec, Stage
-
-
-def _value(v: Any) -> Any:
-    if isinstance(v, ParamRef):
-        return f"${v.name}"
-    if isinstance(v, OutputRef):
-        return f"{v.stage}.{v.output}"
-    return v
+from steps.spec import PipelineSpec, Stage
 
 
 def _stage_info(stage: Stage) -> dict[str, Any]:
-    instance = getattr(stage, "instance", None)
+    """A view of the stage's one serialisation (``Stage.to_dict``) for people and scripts."""
+    d = stage.to_dict()
+    instance = d.get("instance")
     info: dict[str, Any] = {
-        "name": stage.name,
-        "kind": stage.kind,
-        "instance_type": instance.type if instance else None,
-        "instance_count": _value(instance.count) if instance else None,
-        "inputs": {k: _value(v) for k, v in stage.inputs.items()},
-        "outputs": list(stage.outputs),
-        "depends_on": list(stage.upstream),
+        "name": d["name"],
+        "kind": d["kind"],
+        "instance_type": instance["type"] if instance else None,
+        "instance_count": instance["count"] if instance else None,
+        "inputs": d["inputs"],
+        "outputs": d["outputs"],
+        "depends_on": d["upstream"],
     }
-    image = getattr(stage, "image", None)
-    if image is not None:
-        info["image"] = f"{image.name}:{image.version}" + (f" ({image.py_version})" if image.py_version else "")
-    if getattr(stage, "hyperparameters", None):
-        info["hyperparameters"] = dict(stage.hyperparameters)
+    image = d.get("image")
+    if image:
+        info["image"] = f"{image['name']}:{image['version']}" + (f" ({image['py_version']})" if image.get("py_version") else "")
+    if d.get("hyperparameters"):
+        info["hyperparameters"] = d["hyperparameters"]
     if stage.kind == "gate":
         info["rule"] = stage.describe()
-    if getattr(stage, "code", None) is not None:
-        info["code"] = {"name": stage.code.entry.name, "sha256": stage.code.sha256}
-    if getattr(stage, "entry_point", None) is not None:
-        info["code"] = {"name": stage.entry_point.entry.name, "sha256": stage.entry_point.sha256}
+    code = d.get("code") or d.get("entry_point")
+    if code:
+        info["code"] = {"name": code["entry"], "sha256": code["sha256"]}
     return info
 
 

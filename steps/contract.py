@@ -1,0 +1,89 @@
+"""Each stage kind in one place: its spec class, its factory, the SageMaker job it runs (if
+any), and its container contract (where inputs, outputs and code live in the container).
+
+Every backend reads this: the renderers put inputs where the contract says, the local runner
+maps the same paths into a run directory, and the IAM generator grants the jobs the kinds run.
+Adding a kind means a spec class, a factory, an entry here, and one handler per backend; a
+test fails when a backend lacks a handler for a kind listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from steps import spec
+
+# --- the container contract (SageMaker's paths, the same for every backend) -----------------
+PROCESSING = "/opt/ml/processing"
+CODE_DIR = f"{PROCESSING}/input/code"
+MODEL_DIR = "/opt/ml/model"
+INPUT_CONFIG_DIR = "/opt/ml/input/config"
+CHANNELS_DIR = "/opt/ml/input/data"
+SERVING_CODE_DIR = f"{MODEL_DIR}/code"          # a framework model's inference code, inside model.tar.gz
+INFERENCE_ENTRY = "inference.py"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    stage_class: type
+    factory: Callable | None          # None: built by another kind's factory (the gate)
+    job: str | None = None            # the SageMaker job it runs: processing | training | transform
+    input_dirs: dict[str, str] | None = None   # fixed container paths of named inputs (processing jobs)
+
+    def input_path(self, name: str) -> str:
+        """Where a processing job's input ``name`` appears in the container."""
+        return (self.input_dirs or {}).get(name, f"{PROCESSING}/input/{name}")
+
+    @staticmethod
+    def output_path(name: str) -> str:
+        """Where a processing job writes its output ``name``."""
+        return f"{PROCESSING}/{name}"
+
+    @staticmethod
+    def channel_path(channel: str) -> str:
+        """Where a training job's input channel appears."""
+        return f"{CHANNELS_DIR}/{channel}"
+
+
+def _factories():
+    from steps import approval, endpoint, evaluation, lambda_step, model, processing, registry, training, transform
+
+    return {"processing": processing.build, "training": training.build, "evaluation": evaluation.build,
+            "model": model.build, "register": registry.build, "approval": approval.build,
+            "endpoint": endpoint.build, "transform": transform.build, "lambda": lambda_step.build}
+
+
+def _kinds() -> dict[str, Kind]:
+    f = _factories()
+    return {k.name: k for k in (
+        Kind("processing", spec.ProcessingStage, f["processing"], job="processing"),
+        Kind("training", spec.TrainingStage, f["training"], job="training"),
+        Kind("evaluation", spec.EvaluationStage, f["evaluation"], job="processing",
+             input_dirs={"model": f"{PROCESSING}/model", "test": f"{PROCESSING}/test"}),
+        Kind("gate", spec.GateStage, None),
+        Kind("model", spec.ModelStage, f["model"]),
+        Kind("register", spec.RegisterStage, f["register"]),
+        Kind("approval", spec.ApprovalStage, f["approval"]),
+        Kind("endpoint", spec.EndpointStage, f["endpoint"]),
+        Kind("transform", spec.TransformStage, f["transform"], job="transform"),
+        Kind("lambda", spec.LambdaStage, f["lambda"]),
+    )}
+
+
+KINDS: dict[str, Kind] = _kinds()
+CONFIG_KINDS = tuple(k for k, v in KINDS.items() if v.factory is not None)   # what a config may declare
+
+
+def kind_of(stage) -> Kind:
+    return KINDS[stage.kind]
+
+
+def handler(handlers: dict[str, Callable], stage, backend: str) -> Callable:
+    """A backend's handler for a stage's kind; a kind without one is an error, never skipped."""
+    try:
+        return handlers[stage.kind]
+    except KeyError:
+        raise NotImplementedError(f"the {backend} backend has no handler for {stage.kind} stages "
+                                  f"(stage {stage.name!r})") from None
