@@ -275,6 +275,14 @@ def is_placeholder(value: object) -> bool:
     return False
 
 
+def _member_name(key: Any, path: str, dynamic: set[str]) -> Any:
+    """A Step Functions ``Key.$`` member is ``Key``, filled at run time."""
+    if isinstance(key, str) and key.endswith(".$"):
+        dynamic.add(f"{path}.{key[:-2]}")
+        return key[:-2]
+    return key
+
+
 def _concrete(params: Any, shape_obj, path: str, dynamic: set[str], placeholder: Callable[[object], bool]) -> Any:
     """A copy of ``params`` with Step Functions "Key.$" members renamed to "Key"; the paths of
     every value that is not concrete are collected in ``dynamic``."""
@@ -285,10 +293,7 @@ def _concrete(params: Any, shape_obj, path: str, dynamic: set[str], placeholder:
     if kind == "structure" and isinstance(params, Mapping):
         out = {}
         for key, value in params.items():
-            name = key
-            if isinstance(key, str) and key.endswith(".$"):
-                name = key[:-2]
-                dynamic.add(f"{path}.{name}")
+            name = _member_name(key, path, dynamic)
             member = shape_obj.members.get(name) if hasattr(shape_obj, "members") else None
             out[name] = _concrete(value, member, f"{path}.{name}", dynamic, placeholder) if member else value
         return out
@@ -297,10 +302,7 @@ def _concrete(params: Any, shape_obj, path: str, dynamic: set[str], placeholder:
     if kind == "map" and isinstance(params, Mapping):
         out = {}
         for key, value in params.items():
-            name = key
-            if isinstance(key, str) and key.endswith(".$"):
-                name = key[:-2]
-                dynamic.add(f"{path}.{name}")
+            name = _member_name(key, path, dynamic)
             out[name] = _concrete(value, shape_obj.value, f"{path}.{name}", dynamic, placeholder)
         return out
     return params

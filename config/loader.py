@@ -55,16 +55,21 @@ def read_document(path: Path) -> dict[str, Any]:
     return doc
 
 
-def apply_env_overrides(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    doc = json.loads(json.dumps(doc))  # deep copy; the file's own document stays untouched
-    for var, path in ENV_OVERRIDES.items():
-        value = env.get(var)
+def apply_overrides(doc: dict[str, Any], env: Mapping[str, str],
+                    overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The one path by which a config is overridden: the ``MLPIPE_*`` environment variables,
+    then explicit dotted ``overrides`` from a command (e.g. ``{"aws.account_id": ...}``, what
+    deploy learns from the caller's credentials). The file's own document stays untouched."""
+    doc = json.loads(json.dumps(doc))  # deep copy
+    settings = [(var, path, env.get(var)) for var, path in ENV_OVERRIDES.items()]
+    settings += [(name, tuple(name.split(".")), value) for name, value in (overrides or {}).items()]
+    for origin, path, value in settings:
         if value:
             node = doc
             for key in path[:-1]:
                 node = node.setdefault(key, {})
                 if not isinstance(node, dict):
-                    raise ConfigError(f"cannot apply {var}: {'.'.join(path[:-1])} is not a mapping")
+                    raise ConfigError(f"cannot apply {origin}: {'.'.join(path[:-1])} is not a mapping")
             node[path[-1]] = value
     return doc
 
@@ -129,10 +134,11 @@ def validate_document(doc: dict[str, Any], source: str):
                           fix=_fix_for(err)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None):
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None):
     """Load and validate a config; ``None`` means the embedded quick-start default."""
     p = Path(path) if path is not None else DEFAULT_CONFIG
-    doc = apply_env_overrides(read_document(p), os.environ if env is None else env)
+    doc = apply_overrides(read_document(p), os.environ if env is None else env, overrides)
     config = validate_document(doc, str(p))
     config._source = p.resolve()
     return config

@@ -96,7 +96,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
     )
 
 
-def load_spec(path=None, env=None) -> PipelineSpec:
+def load_spec(path=None, env=None, overrides=None) -> PipelineSpec:
     from config.loader import load_config
 
-    return build_spec(load_config(path, env), env)
+    return build_spec(load_config(path, env, overrides), env)

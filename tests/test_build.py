@@ -264,3 +264,31 @@ def test_graph_formats(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     proc = run_cli("graph", "--format", "png")
     assert proc.returncode == 2 and "--out" in proc.stderr
+
+
+# --- every request the definitions would send fits botocore's input shapes --------------------
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_rendered_request_fits_botocore_input_shapes(rendered, name):
+    from workflows.render import requests
+
+    asl = json.loads(rendered[name][STATE_MACHINE_FILE])
+    pipeline = json.loads(rendered[name][PIPELINE_FILE])
+    found = list(requests.state_machine_requests(asl)) + list(requests.pipeline_requests(pipeline))
+    assert {op for _, _, op, _ in found} >= {"CreateProcessingJob", "CreateTrainingJob", "CreateModel"}
+    assert requests.problems("stepfunctions", asl) == [] and requests.problems("sagemaker", pipeline) == []
+
+
+def test_a_request_aws_would_refuse_fails_the_build(rendered):
+    from config.errors import UserError
+    from workflows.render import requests
+
+    asl = json.loads(rendered["abalone"][STATE_MACHINE_FILE])
+    asl["States"]["train"]["Parameters"]["StoppingCondition"]["MaxRuntimeInSeconds"] = 0
+    pipeline = json.loads(rendered["abalone"][PIPELINE_FILE])
+    step = next(s for s in pipeline["Steps"] if s["Name"] == "train")
+    step["Arguments"]["AlgorithmSpecification"]["TrainingInputMode"] = "Fast"
+    with pytest.raises(UserError, match=r"state train \(CreateTrainingJob\).*MaxRuntimeInSeconds"):
+        requests.check("stepfunctions", asl)
+    with pytest.raises(UserError, match=r"step train \(CreateTrainingJob\).*TrainingInputMode"):
+        requests.check("sagemaker", pipeline)

@@ -7,7 +7,6 @@ A dry run makes the same calls read-only and reports what would change.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -89,10 +88,7 @@ def load_for_account(config: str, region: str, account: str) -> PipelineSpec:
     """The spec with the caller's real account (and the chosen region) substituted."""
     from steps.pipeline import load_spec
 
-    env = dict(os.environ)
-    env["MLPIPE_AWS_ACCOUNT_ID"] = account
-    env["MLPIPE_AWS_REGION"] = region
-    return load_spec(config, env)
+    return load_spec(config, overrides={"aws.account_id": account, "aws.region": region})
 
 
 def prepare(config: str, target: str, aws: Aws, assets_only: bool = False) -> Deployment:

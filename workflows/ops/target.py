@@ -94,10 +94,12 @@ def read_light(path: str | None) -> tuple[dict[str, Any], str]:
 
 
 def target_of(args: argparse.Namespace, clients=None) -> Target:
+    from config.loader import apply_overrides
+
     doc, source = read_light(getattr(args, "config", None))
-    aws_doc = doc.get("aws") or {}
-    region = os.environ.get("MLPIPE_AWS_REGION") or aws_doc.get("region")
-    account = os.environ.get("MLPIPE_AWS_ACCOUNT_ID") or aws_doc.get("account_id")
+    aws_doc = apply_overrides(doc, os.environ).get("aws") or {}
+    region = aws_doc.get("region")
+    account = aws_doc.get("account_id")
     aws = from_args(args, region, clients)
     region = aws.region or aws.region_name
     return Target(name=str(doc["pipeline"]["name"]), target=getattr(args, "target", None) or "stepfunctions",

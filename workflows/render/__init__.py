@@ -25,16 +25,22 @@ def dumps(doc: Any) -> str:
 
 
 def definition(spec: PipelineSpec, target: str) -> dict[str, Any]:
-    """One target's definition as a dict."""
+    """One target's definition as a dict, every request in it checked against botocore's
+    input shapes (``requests.py``): what AWS would refuse is never returned."""
+    from workflows.render import requests
+
     # the sagemaker SDK logs to stdout; keep stdout for results
     with contextlib.redirect_stdout(sys.stderr):
         if target == "stepfunctions":
             from workflows.render.stepfunctions import render_state_machine
 
-            return render_state_machine(spec)
-        from workflows.render.sagemaker import render_pipeline
+            doc = render_state_machine(spec)
+        else:
+            from workflows.render.sagemaker import render_pipeline
 
-        return render_pipeline(spec)
+            doc = render_pipeline(spec)
+    requests.check(target, doc, str(spec.source) if spec.source else None)
+    return doc
 
 
 def render(spec: PipelineSpec, target: str) -> dict[str, bytes]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflows.render.sdk import image_uri, inference_image_uri, isolated_env, offline_session
+from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env
 
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
@@ -49,12 +49,9 @@ _COMPARISONS = {"<=": cond.ConditionLessThanOrEqualTo, "<": cond.ConditionLessTh
                 ">=": cond.ConditionGreaterThanOrEqualTo, ">": cond.ConditionGreaterThan}
 
 
-class _Renderer:
+class _Renderer(RendererBase):
     def __init__(self, spec: PipelineSpec) -> None:
-        self.spec = spec
-        self.session = offline_session(spec)
-        self.arns = naming.Arns.of(spec)
-        self.role = self.arns.role("sagemaker")
+        super().__init__(spec)
         self.params = {p.name: _PARAMETER_TYPES[p.type](name=p.name, default_value=p.default)
                        for p in spec.parameters}
         # Lineage: SageMaker Pipelines links each job to its execution itself; the tags add the

@@ -79,6 +79,19 @@ def offline_session(spec: PipelineSpec) -> PipelineSession:
     return session
 
 
+class RendererBase:
+    """What both renderers start from: the spec, an offline SDK session, the pipeline's ARNs
+    and the role its SageMaker jobs run as."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        from steps.naming import Arns
+
+        self.spec = spec
+        self.session = offline_session(spec)
+        self.arns = Arns.of(spec)
+        self.role = self.arns.role("sagemaker")
+
+
 def image_uri(image: Image, region: str, instance_type: str) -> str:
     """ECR image a stage's job runs in (training scope for frameworks)."""
     if image.kind == "algorithm":

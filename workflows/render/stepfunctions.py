@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from workflows.render.sdk import image_uri, inference_image_uri, isolated_env, offline_session
+from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env
 
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
@@ -81,12 +81,9 @@ def run_name(spec: PipelineSpec, stage: str) -> str:
     return dyn(fmt(naming.job_prefix(spec.name, stage) + "-{}", HASH))
 
 
-class _Renderer:
+class _Renderer(RendererBase):
     def __init__(self, spec: PipelineSpec) -> None:
-        self.spec = spec
-        self.session = offline_session(spec)
-        self.arns = naming.Arns.of(spec)
-        self.role = self.arns.role("sagemaker")
+        super().__init__(spec)
         self.failed = Fail(FAILED, comment="A stage failed; the error and cause come from its Catch.")
         self.selectors: dict[str, dict[str, str]] = {}
         self.patches: dict[str, dict[str, Any]] = {
