@@ -254,6 +254,18 @@ def test_load_frame_options(tmp_path):
         preprocess.load_frame(path, column_names=["a", "b"])
 
 
+def test_load_frame_strips_text_and_blanks_are_missing_under_any_pandas(tmp_path):
+    """The SKLearn container's pandas 1.x gives text columns the object dtype, pandas 3 the str
+    dtype: either way padded text is stripped and blank cells become missing values."""
+    path = tmp_path / "t.csv"
+    path.write_text("sex,length,rings\n M ,0.35,7\n  ,0.53,9\nF,,10\n I,0.4,\n")
+    frame, _ = preprocess.load_frame(path, target="rings", header=True)
+    assert frame["sex"].tolist()[0] == "M" and frame["sex"].tolist()[2:] == ["F", "I"]
+    assert frame["sex"].isna().tolist() == [False, True, False, False]
+    assert frame["length"].isna().tolist() == [False, False, True, False]
+    assert frame["rings"].isna().tolist() == [False, False, False, True]
+
+
 def test_validate_and_split_rules():
     frame = pd.DataFrame({"x": [str(i) for i in range(12)], "y": ["1"] * 6 + ["2"] * 6})
     preprocess.validate(frame, "y", "classification")
@@ -435,3 +447,17 @@ def test_train_pytorch_without_torch_exits_2(monkeypatch, capsys):
     monkeypatch.setenv("SM_HPS", "{}")
     assert train_pytorch.main([]) == 2
     assert capsys.readouterr().err.startswith("error: train_pytorch needs torch")
+
+
+@pytest.mark.parametrize("accept", [None, "", "*/*", "text/csv", "text/csv; charset=utf-8"])
+def test_pytorch_inference_answers_csv_without_an_accept_header(accept):
+    from steps.code import inference_pytorch
+
+    assert inference_pytorch.output_fn(np.array([1.5, 2.25]), accept) == "1.5\n2.25\n"
+
+
+def test_pytorch_inference_refuses_other_accept_types():
+    from steps.code import inference_pytorch
+
+    with pytest.raises(ValueError, match="unsupported accept type"):
+        inference_pytorch.output_fn(np.array([1.0]), "application/json")

@@ -51,7 +51,9 @@ def predict_fn(features, model):
         return model(torch.as_tensor(features, dtype=torch.float32)).numpy().ravel()
 
 
-def output_fn(predictions, accept: str = CSV):
-    if accept.split(";")[0].strip() not in (CSV, "*/*"):
+def output_fn(predictions, accept: str | None = CSV):
+    """CSV for ``text/csv``, for ``*/*`` and for a request with no Accept header (the toolkit then
+    passes SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, which the model sets to text/csv)."""
+    if (accept or CSV).split(";")[0].strip() not in (CSV, "*/*"):
         raise ValueError(f"unsupported accept type {accept!r}; ask for {CSV}")
     return "".join(f"{float(p):.10g}\n" for p in predictions)

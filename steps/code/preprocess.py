@@ -200,7 +200,9 @@ def _read_csv(path: Path, delimiter: str, header: bool) -> pd.DataFrame:
                         "delimiter need quotes") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
-    text = [c for c in frame.columns if frame[c].dtype == object]  # numeric columns are parsed already
+    # Text columns: object dtype under the container's pandas 1.x, the ``str`` dtype under pandas 3;
+    # either way they are what is not numeric (numeric columns are parsed already).
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if text:
         frame[text] = frame[text].apply(lambda column: column.str.strip()).replace("", np.nan)
     return frame.dropna(how="all").reset_index(drop=True)
