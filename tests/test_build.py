@@ -292,3 +292,74 @@ def test_a_request_aws_would_refuse_fails_the_build(rendered):
         requests.check("stepfunctions", asl)
     with pytest.raises(UserError, match=r"step train \(CreateTrainingJob\).*TrainingInputMode"):
         requests.check("sagemaker", pipeline)
+
+
+def _crosses(p, q, box, margin=1.0) -> bool:
+    """Does segment p-q pass through the inside of box (x, y, w, h)? (Liang-Barsky clipping)"""
+    x, y, w, h = box
+    x0, y0, x1, y1 = x + margin, y + margin, x + w - margin, y + h - margin
+    t0, t1 = 0.0, 1.0
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    for pk, qk in ((-dx, p[0] - x0), (dx, x1 - p[0]), (-dy, p[1] - y0), (dy, y1 - p[1])):
+        if pk == 0:
+            if qk < 0:
+                return False
+        else:
+            t = qk / pk
+            if pk < 0:
+                t0 = max(t0, t)
+            else:
+                t1 = min(t1, t)
+    return t0 < t1
+
+
+def _long_edge_spec():
+    """x feeds z directly while z also waits on a chain y -> p -> q: x -> z spans three layers."""
+    from steps.spec import OutputRef, PipelineSpec, ProcessingStage
+
+    stages = (ProcessingStage(name="x", outputs=("o",)), ProcessingStage(name="y", outputs=("o",)),
+              ProcessingStage(name="p", inputs={"i": OutputRef("y", "o")}, outputs=("o",)),
+              ProcessingStage(name="q", inputs={"i": OutputRef("p", "o")}, outputs=("o",)),
+              ProcessingStage(name="z", inputs={"a": OutputRef("x", "o"), "b": OutputRef("q", "o")}))
+    return PipelineSpec(name="t", description="", region="us-east-1", account_id="0", bucket="b", prefix="",
+                        roles={}, tags={}, parameters=(), stages=stages, data={})
+
+
+def test_graph_draws_the_transitive_reduction_and_no_line_crosses_a_box():
+    from workflows.views.graph import layout, reduced_edges
+
+    spec = load_spec(EXAMPLES / "abalone.yaml")
+    assert sum(len(s.upstream) for s in spec.stages) == 22
+    assert reduced_edges(spec) == [
+        ("preprocess", "train"), ("train", "evaluate"), ("evaluate", "evaluate-gate"),
+        ("evaluate-gate", "create-model"), ("create-model", "register"), ("create-model", "batch-score"),
+        ("register", "record-model"), ("register", "approve"), ("approve", "deploy")]
+    for spec in (spec, _long_edge_spec()):
+        lay = layout(spec)
+        for u, v, points in lay.edges:
+            for name, b in lay.boxes.items():
+                segments = list(zip(points, points[1:]))
+                for p, q in segments:
+                    assert not _crosses(p, q, (b.x, b.y, 180, b.h)), (u, v, name)
+    lay = layout(_long_edge_spec())
+    (points,) = [pts for u, v, pts in lay.edges if (u, v) == ("x", "z")]
+    assert len(points) == 2 + 2 * 2   # routed through a reserved slot in each of the two middle layers
+
+
+def test_graph_of_a_run_colours_stages_by_state():
+    import xml.etree.ElementTree as ET
+
+    from workflows.views.graph import STATE_COLOURS, svg
+
+    spec = load_spec(EXAMPLES / "abalone.yaml")
+    states = {"preprocess": {"status": "Succeeded", "duration": "1.2s"},
+              "evaluate-gate": {"status": "Failed", "detail": "mse = 7.1"}}
+    root = ET.fromstring(svg(spec, states))
+    ns = "{http://www.w3.org/2000/svg}"
+    groups = {g.get("data-stage"): g for g in root.iter(f"{ns}g")}
+    assert groups["preprocess"].get("data-status") == "succeeded"
+    assert groups["preprocess"].find(f"{ns}rect").get("fill") == STATE_COLOURS["succeeded"]
+    assert groups["evaluate-gate"].find(f"{ns}rect").get("fill") == STATE_COLOURS["failed"]
+    assert groups["deploy"].get("data-status") == "not started"
+    texts = [t.text for t in groups["evaluate-gate"].iter(f"{ns}text")]
+    assert texts == ["evaluate-gate", "mse <= 6", "failed · mse = 7.1"]
