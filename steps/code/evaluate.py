@@ -9,7 +9,8 @@ Contract (BASE is /opt/ml/processing, or $MLPIPE_PROCESSING_DIR for the local ru
   reads   BASE/model/model.tar.gz (``xgboost-model``, or ``model.pt``/``model.pth`` written by
           train_pytorch) and every *.csv under BASE/test/ (no header, target first)
   args    --problem-type regression|classification (default regression)
-  writes  BASE/evaluation/evaluation.json, the SageMaker model-quality report layout
+  writes  BASE/evaluation/evaluation.json, the SageMaker model-quality report layout,
+          metrics.json (flat) and predictions.csv (actual,predicted per test row)
           ({"regression_metrics": {"mse": {"value": .., "standard_deviation": ..}, ..}}), and
           BASE/evaluation/metrics.json, the same values flat plus the row count
           ({"mse": .., "n": ..}); the report holds metric sections only, as readers expect
@@ -275,8 +276,10 @@ def _decide(raw: np.ndarray, objective: str) -> tuple[np.ndarray, np.ndarray | N
                           "classifier with binary:logistic or multi:softprob")
 
 
-def evaluate(model: Model, y: np.ndarray, features: np.ndarray, problem_type: str) -> dict:
-    """The model-quality report: each metric's value and its bootstrap standard deviation."""
+def evaluate(model: Model, y: np.ndarray, features: np.ndarray, problem_type: str,
+             predicted: list | None = None) -> dict:
+    """The model-quality report: each metric's value and its bootstrap standard deviation.
+    ``predicted``, if given, receives the prediction of every row (a value, or a class code)."""
     raw = np.asarray(model.predict(features), dtype=float)
     if not np.all(np.isfinite(raw)):
         raise EvaluationError(f"the model predicted {int(np.sum(~np.isfinite(raw)))} non-finite values")
@@ -296,6 +299,8 @@ def evaluate(model: Model, y: np.ndarray, features: np.ndarray, problem_type: st
         def compute(rows):
             return classification_metrics(y[rows], labels[rows], None if scores is None else scores[rows],
                                           multiclass)
+    if predicted is not None:
+        predicted.extend((raw if problem_type == "regression" else labels).tolist())
     n = len(y)
     values = compute(np.arange(n))
     rng = np.random.RandomState(0)
@@ -343,13 +348,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = load_model(base / "model" / "model.tar.gz")
         y, features = read_test(base / "test")
-        report = evaluate(model, y, features, args.problem_type)
+        predicted: list = []
+        report = evaluate(model, y, features, args.problem_type, predicted)
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     flat = flatten(report, len(y))
     _write_json_atomic(base / "evaluation" / "evaluation.json", report)
     _write_json_atomic(base / "evaluation" / "metrics.json", flat)
+    # actual and predicted per test row: what a report plots (predicted vs actual, confusion matrix)
+    rows = "".join(f"{a:.10g},{p:.10g}\n" for a, p in zip(y.tolist(), predicted))
+    (base / "evaluation" / "predictions.csv").write_text("actual,predicted\n" + rows)
     print("evaluation: " + json.dumps(flat, sort_keys=True))
     return 0
 
