@@ -89,7 +89,8 @@ def _field_path(loc: tuple[Any, ...], doc: Any) -> str:
             name = node[item].get("name") if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) else None
             parts.append(f"[{item}]" + (f"({name})" if name else ""))
             node = node[item] if isinstance(node, list) and item < len(node) else None
-        elif isinstance(item, str) and item in _stage_kinds() and parts and parts[-1].startswith("["):
+        elif (isinstance(item, str) and item in _stage_kinds() and parts and parts[-1].startswith("[")
+              and isinstance(node, dict) and node.get("kind") == item):
             continue  # the discriminator tag pydantic inserts; the user never wrote it
         else:
             parts.append(("." if parts else "") + str(item))

@@ -8,6 +8,7 @@ a typo must fail loudly rather than be silently ignored.
 
 from __future__ import annotations
 
+import difflib
 import typing
 from typing import Annotated, Literal, Union
 
@@ -310,6 +311,92 @@ class TrainingStageConfig(StageBase):
         return {**super().references(), **{f"inputs.{k}": v for k, v in self.inputs.items() if is_reference(v)}}
 
 
+class ParameterRange(Strict):
+    """One hyperparameter's search space (CreateHyperParameterTuningJob ParameterRanges)."""
+
+    type: Literal["continuous", "integer", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    values: list[Scalar] | None = None
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ParameterRange":
+        if self.type == "categorical":
+            if not self.values or self.min is not None or self.max is not None:
+                raise ValueError("a categorical range lists its values (and no min/max)")
+            limit = aws_api.max_items("sagemaker", aws_api.member_shape(
+                "sagemaker", "CreateHyperParameterTuningJob",
+                "HyperParameterTuningJobConfig.ParameterRanges.CategoricalParameterRanges.Values"))
+            if limit is not None and len(self.values) > limit:
+                raise FieldError(f"{len(self.values)} values; a categorical range takes at most {limit}",
+                                 loc=("values",), fix="list fewer values")
+            return self
+        if self.min is None or self.max is None or self.values is not None:
+            raise ValueError(f"a {self.type} range has a min and a max (and no values)")
+        if self.min >= self.max:
+            raise FieldError(f"min {self.min:g} is not below max {self.max:g}", loc=("max",),
+                             fix="give a min below the max")
+        if self.type == "integer" and not (float(self.min).is_integer() and float(self.max).is_integer()):
+            raise FieldError("an integer range needs whole-number bounds", loc=("min",), fix="e.g. min: 3, max: 9")
+        if self.scaling in ("Logarithmic", "ReverseLogarithmic") and self.min <= 0:
+            raise FieldError(f"{self.scaling} scaling needs min > 0", loc=("min",), fix="raise min, or use Linear")
+        if self.scaling == "ReverseLogarithmic" and (self.type != "continuous" or self.max >= 1):
+            raise FieldError("ReverseLogarithmic scaling is for continuous ranges inside (0, 1)", loc=("scaling",),
+                             fix="use Linear or Logarithmic")
+        return self
+
+
+class TuningObjective(Strict):
+    metric: str                          # e.g. validation:rmse (the algorithm's metric definitions)
+    type: Literal["Minimize", "Maximize"]
+    regex: str | None = None             # framework scripts: how the metric is read from the log
+
+
+class TuningStageConfig(StageBase):
+    """Tune a training stage: its best training job's model flows on as the training stage's
+    would (references to ``<training>.model`` follow the tuned model). ``enabled: false``
+    keeps the section in the config and trains once with the fixed hyperparameters."""
+
+    kind: Literal["tuning"]
+    training: str
+    enabled: bool = True
+    objective: TuningObjective
+    ranges: dict[str, ParameterRange] = Field(min_length=1)
+    strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = "Bayesian"
+    max_jobs: int | None = Field(default=10, ge=1)
+    max_parallel_jobs: int = Field(default=2, ge=1)
+    early_stopping: Literal["Off", "Auto"] = "Off"
+    random_seed: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _strategy(self) -> "TuningStageConfig":
+        limits = {name: aws_api.numeric_range("sagemaker", shape) for name, shape in
+                  (("max_jobs", "MaxNumberOfTrainingJobs"), ("max_parallel_jobs", "MaxParallelTrainingJobs"))}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+                raise FieldError(f"{name} {value} is outside {low}..{high} (botocore's ResourceLimits)",
+                                 loc=(name,), fix=f"use {low}..{high}")
+        if self.max_jobs is not None and self.max_parallel_jobs > self.max_jobs:
+            raise FieldError(f"max_parallel_jobs {self.max_parallel_jobs} exceeds max_jobs {self.max_jobs}",
+                             loc=("max_parallel_jobs",), fix="run at most max_jobs at once")
+        if self.strategy == "Grid":
+            wrong = [n for n, r in self.ranges.items() if r.type != "categorical"]
+            if wrong:
+                raise FieldError(f"Grid search takes categorical ranges only; {wrong[0]!r} is {self.ranges[wrong[0]].type}",
+                                 loc=("ranges", wrong[0]), fix="list the values to try, or use Random/Bayesian")
+        if self.strategy == "Hyperband" and self.early_stopping != "Off":
+            raise FieldError("Hyperband stops jobs early itself; early_stopping must be Off", loc=("early_stopping",),
+                             fix="set early_stopping: Off")
+        if self.strategy == "Grid" and self.early_stopping != "Off":
+            raise FieldError("Grid search does not stop jobs early", loc=("early_stopping",), fix="set early_stopping: Off")
+        return self
+
+    def output_names(self) -> list[str]:
+        return ["model"]
+
+
 class Gate(Strict):
     metric: Literal["mse", "rmse", "mae", "r2", "accuracy", "auc", "f1"]
     comparison: Literal["<=", "<", ">=", ">"]
@@ -462,7 +549,7 @@ StageConfig = Annotated[
     Union[
         ProcessingStageConfig, TrainingStageConfig, EvaluationStageConfig, ModelStageConfig,
         RegisterStageConfig, ApprovalStageConfig, EndpointStageConfig, TransformStageConfig,
-        LambdaStageConfig,
+        LambdaStageConfig, TuningStageConfig,
     ],
     Field(discriminator="kind"),
 ]
@@ -564,6 +651,47 @@ class PipelineConfig(Strict):
                 if dep not in outputs:
                     raise FieldError(f"{dep!r} names no stage", loc=("stages", i, "depends_on"),
                                      fix=f"depend on one of {', '.join(outputs)}")
+        return self
+
+    @model_validator(mode="after")
+    def _tuning(self) -> "PipelineConfig":
+        """A tuning stage names an earlier training stage, tunes that algorithm's own
+        hyperparameters, and optimises one of its metrics (the ones the service can read)."""
+        seen: dict[str, StageConfig] = {}
+        tuned: set[str] = set()
+        for i, stage in enumerate(self.stages):
+            if stage.kind == "tuning":
+                target = seen.get(stage.training)
+                if target is None or target.kind != "training":
+                    raise FieldError(f"{stage.training!r} is not a training stage declared before this one",
+                                     loc=("stages", i, "training"), fix="name the training stage to tune")
+                if stage.enabled and stage.training in tuned:
+                    raise FieldError(f"{stage.training!r} is tuned twice", loc=("stages", i, "training"),
+                                     fix="keep one enabled tuning stage per training stage")
+                tuned.add(stage.training) if stage.enabled else None
+                if target.algorithm is not None and target.algorithm.name == "xgboost":
+                    from config import xgboost_hyperparameters as xgb
+
+                    for name in stage.ranges:
+                        if name not in xgb.HYPERPARAMETERS:
+                            near = ", ".join(difflib.get_close_matches(name, list(xgb.HYPERPARAMETERS), 3))
+                            raise FieldError(f"{name!r} is not a hyperparameter of built-in XGBoost {xgb.VERSION}",
+                                             loc=("stages", i, "ranges", name),
+                                             fix=f"did you mean {near}?" if near else "see the algorithm's hyperparameters")
+                    if stage.objective.metric not in xgb.TUNING_METRICS:
+                        near = ", ".join(difflib.get_close_matches(stage.objective.metric, xgb.TUNING_METRICS, 3))
+                        raise FieldError(f"{stage.objective.metric!r} is not a metric XGBoost {xgb.VERSION} reports "
+                                         "to tuning jobs", loc=("stages", i, "objective", "metric"),
+                                         fix=f"use e.g. {near or 'validation:rmse'}")
+                    if "validation" not in target.inputs:
+                        raise FieldError(f"tuning on {stage.objective.metric} needs a validation channel on "
+                                         f"{stage.training!r}", loc=("stages", i, "objective", "metric"),
+                                         fix="add validation: preprocess.validation to its inputs")
+                elif stage.objective.regex is None:
+                    raise FieldError("a framework script's metric is read from its log: give objective.regex",
+                                     loc=("stages", i, "objective", "regex"),
+                                     fix=r"e.g. regex: 'val_loss=([0-9\.]+)'")
+            seen[stage.name] = stage
         return self
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ class Kind:
     name: str
     stage_class: type
     factory: Callable | None          # None: built by another kind's factory (the gate)
-    job: str | None = None            # the SageMaker job it runs: processing | training | transform
+    job: str | None = None            # the SageMaker job it runs: processing | training | transform | tuning
     input_dirs: dict[str, str] | None = None   # fixed container paths of named inputs (processing jobs)
 
     def input_path(self, name: str) -> str:
@@ -48,11 +48,13 @@ class Kind:
 
 
 def _factories():
-    from steps import approval, endpoint, evaluation, lambda_step, model, processing, registry, training, transform
+    from steps import (approval, endpoint, evaluation, lambda_step, model, processing, registry, training, transform,
+                       tuning)
 
     return {"processing": processing.build, "training": training.build, "evaluation": evaluation.build,
             "model": model.build, "register": registry.build, "approval": approval.build,
-            "endpoint": endpoint.build, "transform": transform.build, "lambda": lambda_step.build}
+            "endpoint": endpoint.build, "transform": transform.build, "lambda": lambda_step.build,
+            "tuning": tuning.build}
 
 
 def _kinds() -> dict[str, Kind]:
@@ -69,6 +71,7 @@ def _kinds() -> dict[str, Kind]:
         Kind("endpoint", spec.EndpointStage, f["endpoint"]),
         Kind("transform", spec.TransformStage, f["transform"], job="transform"),
         Kind("lambda", spec.LambdaStage, f["lambda"]),
+        Kind("tuning", spec.TuningStage, f["tuning"], job="tuning"),
     )}
 
 

@@ -9,7 +9,7 @@ from config.loader import config_dir
 from config.models import PipelineConfig
 from steps.contract import KINDS
 from steps.context import BuildContext
-from steps.spec import Parameter, PipelineSpec, Schedule, Stage
+from steps.spec import OutputRef, Parameter, PipelineSpec, Schedule, Stage
 
 PLACEHOLDER_ACCOUNT = "000000000000"
 
@@ -26,6 +26,27 @@ def gate_later_stages(stages: list[Stage]) -> list[Stage]:
             stage = replace(stage, depends_on=tuple(sorted({*stage.depends_on, gate})))
         if stage.kind == "gate":
             gate = stage.name
+        out.append(stage)
+    return out
+
+
+def follow_tuning(stages: list[Stage]) -> list[Stage]:
+    """A tuned training stage is its tuning job's template, not a stage of its own: drop it,
+    and point whatever used its model (or waited on it) at the tuning stage instead."""
+    from dataclasses import replace
+
+    moved = {s.training.name: s.name for s in stages if s.kind == "tuning"}
+    if not moved:
+        return stages
+    out: list[Stage] = []
+    for stage in stages:
+        if stage.name in moved:
+            continue
+        inputs = {k: OutputRef(moved[v.stage], v.output) if isinstance(v, OutputRef) and v.stage in moved else v
+                  for k, v in stage.inputs.items()}
+        depends = tuple(sorted({moved.get(d, d) for d in stage.depends_on} - {stage.name}))
+        if inputs != dict(stage.inputs) or depends != tuple(stage.depends_on):
+            stage = replace(stage, inputs=inputs, depends_on=depends)
         out.append(stage)
     return out
 
@@ -86,7 +107,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
             Parameter(name, p.type, p.default, p.description, tuple(p.allowed) if p.allowed else None)
             for name, p in config.parameters.items()
         ),
-        stages=toposort(gate_later_stages(stages), source),
+        stages=toposort(gate_later_stages(follow_tuning(stages)), source),
         data=config.data.model_dump() if config.data else {},
         schedule=Schedule(sched.expression, sched.timezone, sched.enabled, sched.retry.maximum_attempts,
                           sched.retry.maximum_event_age_seconds, sched.dead_letter_queue) if sched else None,

@@ -156,11 +156,13 @@ def plain(value: Any) -> Any:
         return f"${value.name}"
     if isinstance(value, OutputRef):
         return f"{value.stage}.{value.output}"
+    if isinstance(value, Stage):
+        return value.to_dict()
     if isinstance(value, CodeAsset):
         return {"name": value.name, "entry": value.entry.name, "sha256": value.sha256, "uri": value.uri}
     if isinstance(value, Path):
         return value.name
-    if isinstance(value, (Image, Instance)):
+    if isinstance(value, (Image, Instance, ParameterRange)):
         return {k: plain(v) for k, v in asdict(value).items() if v is not None} | (
             {"count": plain(value.count)} if isinstance(value, Instance) else {}
         )
@@ -194,6 +196,44 @@ class TrainingStage(Stage):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", "training")
+
+
+@dataclass(frozen=True)
+class ParameterRange:
+    name: str
+    type: str                           # continuous | integer | categorical
+    min: float | None = None
+    max: float | None = None
+    values: tuple[Any, ...] = ()
+    scaling: str = "Auto"
+
+
+@dataclass(frozen=True)
+class TuningStage(Stage):
+    """A hyperparameter tuning job over a training stage (``training``, the template: image,
+    instance, inputs, fixed hyperparameters). Its ``model`` output is the best job's artifact."""
+
+    training: TrainingStage | None = None
+    objective_metric: str = ""
+    objective_type: str = "Minimize"
+    objective_regex: str | None = None
+    ranges: tuple[ParameterRange, ...] = ()
+    strategy: str = "Bayesian"
+    max_jobs: int | None = 10
+    max_parallel_jobs: int = 2
+    early_stopping: str = "Off"
+    random_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", "tuning")
+
+    @property
+    def image(self) -> Image | None:
+        return self.training.image if self.training else None
+
+    @property
+    def instance(self) -> Instance | None:
+        return self.training.instance if self.training else None
 
 
 @dataclass(frozen=True)
@@ -362,7 +402,7 @@ class PipelineSpec:
         seen: dict[str, CodeAsset] = {}
         for s in self.stages:
             for attr in ("code", "entry_point"):
-                asset = getattr(s, attr, None)
+                asset = getattr(s, attr, None) or getattr(getattr(s, "training", None), attr, None)
                 if asset is not None:
                     seen.setdefault(asset.key, asset)
         return tuple(seen[k] for k in sorted(seen))

@@ -55,7 +55,7 @@ BAD = {
     "unknown field": (lambda d: _stage(d, "train").update(learning_rat=0.1), "stages[1](train).learning_rat",
                       "remove this field"),
     "wrong type": (lambda d: _stage(d, "evaluate")["gate"].update(threshold="six"),
-                   "stages[2](evaluate).gate.threshold", "valid number"),
+                   "stages[3](evaluate).gate.threshold", "valid number"),
     "missing required field": (lambda d: d["aws"].pop("bucket"), "aws.bucket", "add this required field"),
     "malformed ARN": (lambda d: d["aws"].update(roles={"sagemaker": "arn:aws:iam::12:role/x"}),
                       "aws.roles.sagemaker", "not an IAM role ARN"),

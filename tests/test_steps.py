@@ -822,3 +822,37 @@ def test_reference_refuses_str_and_format(ref):
 def test_reference_repr_and_request():
     assert repr(OutputRef("train", "model")) == "OutputRef(stage='train', output='model')"
     assert OutputRef("a", "b") == OutputRef("a", "b") and hash(ParamRef("X")) == hash(ParamRef("X"))
+
+
+# --- tuning ---------------------------------------------------------------------------------
+
+TUNE = {"name": "tune", "kind": "tuning", "training": "train", "objective": {"metric": "validation:rmse",
+        "type": "Minimize"}, "strategy": "Random", "max_jobs": 4, "max_parallel_jobs": 2, "random_seed": 3,
+        "ranges": {"eta": {"type": "continuous", "min": 0.1, "max": 0.3},
+                   "max_depth": {"type": "integer", "min": 3, "max": 6, "scaling": "Linear"}}}
+TRAIN_VALIDATED = {**TRAIN, "inputs": {"train": "prep.train", "validation": "prep.validation"}}
+
+
+def test_tuning_replaces_its_training_stage_and_takes_its_consumers():
+    spec = build(make_doc(PREP, TRAIN_VALIDATED, TUNE, GATED_EVAL, MODEL))
+    assert [s.name for s in spec.stages] == ["prep", "tune", "evaluate", "evaluate-gate", "create-model"]
+    tune = spec.stage("tune")
+    assert tune.training.name == "train" and tune.image.name == "xgboost" and tune.outputs == ("model",)
+    assert tune.inputs == {"train": OutputRef("prep", "train"), "validation": OutputRef("prep", "validation")}
+    assert spec.stage("evaluate").inputs["model"] == OutputRef("tune", "model")
+    assert spec.stage("create-model").inputs == {"model_data": OutputRef("tune", "model")}
+    d = tune.to_dict()
+    assert {k: d[k] for k in ("objective_metric", "objective_type", "strategy", "max_jobs", "max_parallel_jobs",
+                              "early_stopping", "random_seed")} == {
+        "objective_metric": "validation:rmse", "objective_type": "Minimize", "strategy": "Random", "max_jobs": 4,
+        "max_parallel_jobs": 2, "early_stopping": "Off", "random_seed": 3}
+    assert d["ranges"] == [
+        {"name": "eta", "type": "continuous", "min": 0.1, "max": 0.3, "values": [], "scaling": "Auto"},
+        {"name": "max_depth", "type": "integer", "min": 3, "max": 6, "values": [], "scaling": "Linear"}]
+    assert d["training"]["name"] == "train" and d["training"]["hyperparameters"] == {"num_round": 10}
+
+
+def test_disabled_tuning_builds_nothing_and_training_runs_as_is():
+    spec = build(make_doc(PREP, TRAIN_VALIDATED, {**TUNE, "enabled": False}, GATED_EVAL))
+    assert [s.name for s in spec.stages] == ["prep", "train", "evaluate", "evaluate-gate"]
+    assert spec.stage("evaluate").inputs["model"] == OutputRef("train", "model")

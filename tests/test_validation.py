@@ -62,27 +62,27 @@ BAD = {
         "stages[1](train).hyperparameters.objective", "is not an XGBoost 1.7-1 objective", "reg:squarederror"),
     "transform on a non-transform instance type": (
         lambda d: _stage(d, "batch-score").update(instance_type="ml.t3.medium"),
-        "stages[7](batch-score).instance_type", "'ml.t3.medium' is not a transform instance type",
+        "stages[8](batch-score).instance_type", "'ml.t3.medium' is not a transform instance type",
         "valid transform instance types include ml.m5.large"),
     "endpoint on ml.m5.metal": (
         lambda d: _stage(d, "deploy").update(instance_type="ml.m5.metal"),
-        "stages[6](deploy).instance_type", "'ml.m5.metal' is not a known SageMaker instance type",
+        "stages[7](deploy).instance_type", "'ml.m5.metal' is not a known SageMaker instance type",
         "valid endpoint instance types include ml.m5.24xlarge"),
     "approval status in the wrong case": (
         lambda d: _stage(d, "register").update(approval_status="approved"),
-        "stages[4](register).approval_status", "'approved' is not a model approval status", "'Approved'"),
+        "stages[5](register).approval_status", "'approved' is not a model approval status", "'Approved'"),
     "model package group with an underscore": (
         lambda d: _stage(d, "register").update(model_package_group="abalone_models"),
-        "stages[4](register).model_package_group", "does not match the pattern", "'abalone-models'"),
+        "stages[5](register).model_package_group", "does not match the pattern", "'abalone-models'"),
     "endpoint name with an underscore": (
         lambda d: _stage(d, "deploy").update(endpoint_name="abalone_endpoint"),
-        "stages[6](deploy).endpoint_name", "does not match the pattern", "'abalone-endpoint'"),
+        "stages[7](deploy).endpoint_name", "does not match the pattern", "'abalone-endpoint'"),
     "lambda function name with a dot": (
         lambda d: _stage(d, "record-model").update(function_name="record.model-name"),
-        "stages[8](record-model).function_name", "is not a valid Lambda function name", "'record-model-name'"),
+        "stages[9](record-model).function_name", "is not a valid Lambda function name", "'record-model-name'"),
     "transform instance_count 0": (
         lambda d: _stage(d, "batch-score").update(instance_count=0),
-        "stages[7](batch-score).instance_count", "instance_count 0 is below the minimum 1", "use 1 or more"),
+        "stages[8](batch-score).instance_count", "instance_count 0 is below the minimum 1", "use 1 or more"),
     "processing instance_count 150": (
         lambda d: _stage(d, "preprocess").update(instance_count=150),
         "stages[0](preprocess).instance_count", "instance_count 150 is above the maximum 100", "use 1 to 100"),
@@ -104,7 +104,7 @@ BAD = {
         "stages[0](preprocess).instance_count", "is above the maximum 100", "default/allowed values"),
     "String parameter allowing an approval status AWS does not know": (
         lambda d: d["parameters"]["ModelApprovalStatus"].update(allowed=["PendingManualApproval", "approved"]),
-        "stages[4](register).approval_status", "may be 'approved'", "'Approved'"),
+        "stages[5](register).approval_status", "may be 'approved'", "'Approved'"),
     "cron hour 25": (
         lambda d: d["schedule"].update(expression="cron(0 25 ? * MON *)"),
         "schedule.expression", "the hours field is 25; it must be 0-23", "hours 0-23"),
@@ -130,7 +130,7 @@ BAD = {
         "stages[1](train).hyperparameters.max_depth", "is not an integer", "e.g. 5"),
     "register transform_instances on an endpoint-only type": (
         lambda d: _stage(d, "register").update(transform_instances=["ml.m5.metal"]),
-        "stages[4](register).transform_instances[0]", "not a known SageMaker instance type", "ml.m5"),
+        "stages[5](register).transform_instances[0]", "not a known SageMaker instance type", "ml.m5"),
     "cron month 13": (
         lambda d: d["schedule"].update(expression="cron(0 3 ? 13 MON *)"),
         "schedule.expression", "the month field is 13; it must be 1-12", "JAN-DEC"),
@@ -152,6 +152,24 @@ BAD = {
     "dangling reference names its field": (
         lambda d: _stage(d, "train")["inputs"].update(train="prep.train"),
         "stages[1](train).inputs.train", "names no stage", "existing stage"),
+    "tuning a range the algorithm lacks": (
+        lambda d: _stage(d, "tune")["ranges"].update(max_dept={"type": "integer", "min": 3, "max": 8}),
+        "stages[2](tune).ranges.max_dept", "is not a hyperparameter of built-in XGBoost", "max_depth"),
+    "tuning on a metric the algorithm does not report": (
+        lambda d: _stage(d, "tune")["objective"].update(metric="validation:rmsee"),
+        "stages[2](tune).objective.metric", "is not a metric XGBoost 1.7-1 reports", "validation:rmse"),
+    "grid search over a continuous range": (
+        lambda d: _stage(d, "tune").update(strategy="Grid"),
+        "stages[2](tune).ranges.eta", "Grid search takes categorical ranges only", "list the values"),
+    "more parallel jobs than jobs": (
+        lambda d: _stage(d, "tune").update(max_jobs=2, max_parallel_jobs=3),
+        "stages[2](tune).max_parallel_jobs", "exceeds max_jobs 2", "at most max_jobs"),
+    "tuning something that is not a training stage": (
+        lambda d: _stage(d, "tune").update(training="preprocess"),
+        "stages[2](tune).training", "is not a training stage declared before this one", "training stage"),
+    "a log-scaled range from zero": (
+        lambda d: _stage(d, "tune")["ranges"]["eta"].update(min=0),
+        "stages[2](tune).ranges.eta.min", "Logarithmic scaling needs min > 0", "Linear"),
 }
 
 
