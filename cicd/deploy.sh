@@ -40,8 +40,10 @@ step "build and validate ($config)"
 "$mlpipe" build --config "$config" --target all --out "$out"
 .venv/bin/statelint "$out/stepfunctions/state_machine.asl.json"
 .venv/bin/python -m json.tool "$out/sagemaker/pipeline.json" > /dev/null
-"$mlpipe" iam-policy --config "$config" --output json > "$out/iam-policy.json"
-.venv/bin/python - "$out/iam-policy.json" <<'PY'
+policies="$(mktemp)"   # not inside $out: build owns that directory and refuses foreign files
+trap 'rm -f "$policies"' EXIT
+"$mlpipe" iam-policy --config "$config" --output json > "$policies"
+.venv/bin/python - "$policies" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 actions = []

@@ -56,7 +56,7 @@ def test_manual_approval_reject_ends_cleanly_without_deploying(runs):
                    "--output", "json")
     assert proc.returncode == 0, proc.stderr
     after = json.loads(proc.stdout)
-    assert after["status"] == "Succeeded"
+    assert after["status"] == "Rejected"
     status = stage_status(after)
     assert status["approve"] == "Rejected" and status["deploy"] == "Skipped"
     version = [v for v in _registry(runs) if v["run_id"] == doc["run_id"]][0]

@@ -94,3 +94,48 @@ def test_ssm_parameter_and_table_output():
     assert proc.returncode == 0, proc.stderr
     assert "parameter/mlpipe/abalone/model-name" in proc.stdout
     assert "# role mlpipe-abalone-stepfunctions" in proc.stdout
+
+
+# --- parliament (an IAM policy linter) over every identity policy ----------------------------
+
+def _parliament_findings(doc: dict) -> list[str]:
+    from parliament import analyze_policy_string
+
+    policy = analyze_policy_string(json.dumps(doc), include_community_auditors=False)
+    # No allow-list is needed: parliament knows that the actions granted on Resource "*"
+    # (ecr:GetAuthorizationToken, sagemaker:ListEndpoints, the logs delivery actions,
+    # cloudwatch:PutMetricData) have no resource-level permissions, and reports nothing for them.
+    return [f"{f.issue}: {f.detail}" for f in policy.findings]
+
+
+@pytest.mark.parametrize("target", ["stepfunctions", "sagemaker"])
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_parliament_finds_nothing(example, target):
+    pytest.importorskip("parliament")
+    proc = run_cli("iam-policy", "--config", str(example), "--target", target, "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    checked = 0
+    for entry in json.loads(proc.stdout):
+        for name, doc in entry["policies"].items():
+            assert _parliament_findings(doc) == [], (entry["role"], name)
+            checked += 1
+    assert checked >= 2
+
+
+def test_parliament_catches_a_condition_the_action_never_carries():
+    """The check above is not vacuous: the job role's former statement (GetBucketLocation under
+    an s3:prefix condition, which GetBucketLocation requests never carry) is flagged."""
+    pytest.importorskip("parliament")
+    bad = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": "arn:aws:s3:::b",
+        "Condition": {"StringLike": {"s3:prefix": ["p/*", "p"]}}}]}
+    assert any("UNKNOWN_CONDITION_FOR_ACTION" in f and "s3:GetBucketLocation" in f for f in _parliament_findings(bad))
+
+
+def test_get_bucket_location_is_unconditioned(printed):
+    for e, name, st in _statements(printed):
+        actions = _list(st["Action"])
+        if "s3:GetBucketLocation" in actions:
+            assert "Condition" not in st, (e["role"], name, st)
+        if "s3:ListBucket" in actions and "Condition" in st:
+            assert set(st["Condition"]["StringLike"]) == {"s3:prefix"}

@@ -50,3 +50,29 @@ def upsert_rule(events, *, name: str, pattern: dict[str, Any], description: str,
 
 def _same_target(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(same_json(json.dumps(a.get(k)), json.dumps(v)) for k, v in b.items())
+
+
+def list_rules(events, prefix: str) -> list[dict[str, Any]]:
+    """Every rule (on the default bus) whose name starts with ``prefix``."""
+    out: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"NamePrefix": prefix}
+    while True:
+        page = events.list_rules(**kwargs)
+        out += page.get("Rules", [])
+        if not page.get("NextToken"):
+            return out
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def tags(events, arn: str) -> dict[str, str]:
+    found = or_none(events.list_tags_for_resource, ResourceARN=arn) or {}
+    return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+
+
+def delete_rule(events, name: str) -> None:
+    """The rule and its targets (EventBridge refuses to delete a rule that has targets);
+    a rule already gone is fine."""
+    ids = [t["Id"] for t in list_targets(events, name)]
+    if ids:
+        or_none(events.remove_targets, Rule=name, Ids=ids)
+    or_none(events.delete_rule, Name=name)

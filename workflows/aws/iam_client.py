@@ -42,3 +42,17 @@ def upsert_role(iam, *, name: str, trust: dict[str, Any], policies: dict[str, di
         if apply:
             iam.delete_role_policy(RoleName=name, PolicyName=pname)
     return action
+
+
+def tags(iam, name: str) -> dict[str, str]:
+    found = or_none(iam.list_role_tags, RoleName=name) or {}
+    return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+
+
+def inline_policy_names(iam, name: str) -> list[str]:
+    found = or_none(iam.list_role_policies, RoleName=name) or {}
+    return list(found.get("PolicyNames", []))
+
+
+def delete_role_policy(iam, name: str, policy: str) -> None:
+    or_none(iam.delete_role_policy, RoleName=name, PolicyName=policy)

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, error_code, is_not_found, or_none
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, error_code, or_none
 
 RUNTIME = "python3.11"
 
@@ -74,16 +74,37 @@ def upsert_function(lam, *, name: str, zip_bytes: bytes, handler: str, role_arn:
 
 def upsert_permission(lam, *, function: str, statement_id: str, principal: str, source_arn: str,
                       apply: bool = True) -> str:
-    try:
-        policy = json.loads(lam.get_policy(FunctionName=function)["Policy"])
-        statements = {s.get("Sid"): s for s in policy.get("Statement", [])}
-    except Exception as exc:
-        if not is_not_found(exc):
-            raise
-        statements = {}
-    if statement_id in statements:
+    if statement_id in permission_statements(lam, function):
         return UNCHANGED
     if apply:
         lam.add_permission(FunctionName=function, StatementId=statement_id, Action="lambda:InvokeFunction",
                            Principal=principal, SourceArn=source_arn)
     return CREATED
+
+
+def list_functions(lam) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for page in lam.get_paginator("list_functions").paginate():
+        out += page.get("Functions", [])
+    return out
+
+
+def tags(lam, arn: str) -> dict[str, str]:
+    return dict((or_none(lam.list_tags, Resource=arn) or {}).get("Tags", {}))
+
+
+def permission_statements(lam, function: str) -> dict[str, dict[str, Any]]:
+    """The function's resource policy statements by Sid (none when it has no policy)."""
+    found = or_none(lam.get_policy, FunctionName=function)
+    if not found:
+        return {}
+    return {s.get("Sid"): s for s in json.loads(found["Policy"]).get("Statement", [])}
+
+
+def remove_permission(lam, function: str, statement_id: str) -> None:
+    or_none(lam.remove_permission, FunctionName=function, StatementId=statement_id)
+
+
+def delete_function(lam, name: str) -> None:
+    """The function (its permissions go with it); one already gone is fine."""
+    or_none(lam.delete_function, FunctionName=name)

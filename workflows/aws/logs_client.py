@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, or_none
 
 
 def upsert_log_group(logs, name: str, retention_days: int, tags: dict[str, str], apply: bool = True) -> str:
@@ -21,3 +21,8 @@ def upsert_log_group(logs, name: str, retention_days: int, tags: dict[str, str],
             logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
         return UPDATED
     return UNCHANGED
+
+
+def tags(logs, arn: str) -> dict[str, str]:
+    """``arn``: the log group's ARN (a trailing ``:*`` is dropped)."""
+    return dict((or_none(logs.list_tags_for_resource, resourceArn=arn.removesuffix(":*")) or {}).get("tags", {}))

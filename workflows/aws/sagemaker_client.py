@@ -105,3 +105,8 @@ def pipeline_definition_for_execution(sm, arn: str) -> str:
 def parameters_for_execution(sm, arn: str) -> dict[str, Any]:
     page = or_none(sm.list_pipeline_parameters_for_execution, PipelineExecutionArn=arn) or {}
     return {p["Name"]: p["Value"] for p in page.get("PipelineParameters", [])}
+
+
+def tags(sm, arn: str) -> dict[str, str]:
+    found = or_none(sm.list_tags, ResourceArn=arn) or {}
+    return {t["Key"]: t["Value"] for t in found.get("Tags", [])}

@@ -81,3 +81,35 @@ def ensure_queue(sqs, name: str, tags: dict[str, str], apply: bool = True) -> tu
                            tags=dict(tags))["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return CREATED, arn
+
+
+def delete_schedule(scheduler, name: str, group: str = GROUP) -> None:
+    """One already gone is fine. (Schedules cannot carry tags: ownership is the name.)"""
+    or_none(scheduler.delete_schedule, Name=name, GroupName=group)
+
+
+def queue_url(sqs, name: str) -> str | None:
+    found = _queue_or_none(sqs.get_queue_url, QueueName=name)
+    return found["QueueUrl"] if found else None
+
+
+def queue_arn(sqs, url: str) -> str | None:
+    found = _queue_or_none(sqs.get_queue_attributes, QueueUrl=url, AttributeNames=["QueueArn"])
+    return found["Attributes"]["QueueArn"] if found else None
+
+
+def queue_tags(sqs, url: str) -> dict[str, str]:
+    return dict((_queue_or_none(sqs.list_queue_tags, QueueUrl=url) or {}).get("Tags", {}))
+
+
+def delete_queue(sqs, url: str) -> None:
+    _queue_or_none(sqs.delete_queue, QueueUrl=url)
+
+
+def _queue_or_none(call, **kwargs):
+    try:
+        return call(**kwargs)
+    except Exception as exc:
+        if is_not_found(exc) or "NonExistentQueue" in str(exc) or "QueueDoesNotExist" in str(exc):
+            return None
+        raise

@@ -9,6 +9,7 @@ Tests inject clients: every command accepts a ``clients`` factory ``(service) ->
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from contextlib import contextmanager
@@ -64,6 +65,26 @@ NOT_FOUND_CODES = frozenset({
 })
 
 
+# Error codes that mean "someone else is creating or changing this right now" (another deploy):
+# deploy re-reads the resource and tries again (a create that lost the race becomes an update).
+RACE_CODES = frozenset({
+    "ResourceConflictException", "ConcurrentModificationException", "ConcurrentModification",
+    "ConflictException", "EntityAlreadyExists", "EntityAlreadyExistsException", "ResourceAlreadyExistsException",
+    "AlreadyExistsException", "ResourceInUse", "ResourceInUseException", "StateMachineAlreadyExists",
+    "BucketAlreadyOwnedByYou", "OperationAbortedException", "QueueAlreadyExists", "QueueNameExists",
+    "QueueDeletedRecently", "AWS.SimpleQueueService.QueueDeletedRecently", "TooManyUpdates",
+})
+
+
+def is_race(exc: BaseException) -> bool:
+    code = error_code(exc)
+    if code in RACE_CODES:
+        return True
+    text = str(exc).lower()
+    return code in {"ValidationException", "InvalidParameterException", "InvalidParameterValueException"} and (
+        "already exist" in text or "update is in progress" in text or "is in progress" in text)
+
+
 class Aws:
     """Lazily created, cached clients for one (endpoint, region, profile)."""
 
@@ -93,14 +114,19 @@ class Aws:
 
                 self._config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10,
                                       read_timeout=60)
-                self._session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-            if not self._session.region_name:
-                raise UserError("no AWS region is set", fix="pass --region, set aws.region in the config, "
-                                                          "or export AWS_REGION")
+                session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+                if not session.region_name:
+                    raise UserError("no AWS region is set", fix="pass --region, set aws.region in the config, "
+                                                              "or export AWS_REGION")
+                check_region(session)
+                self._session = session
             kwargs: dict[str, Any] = {"config": self._config}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
-            return self._session.client(service, **kwargs)
+            client = self._session.client(service, **kwargs)
+            client.meta.events.register("before-parse", functools.partial(_refuse_non_aws_answers,
+                                                                          client.meta.endpoint_url))
+            return client
 
     @property
     def region_name(self) -> str:
@@ -113,6 +139,61 @@ class Aws:
             with aws_errors("reading the caller identity (sts:GetCallerIdentity)"):
                 self._account = self.client("sts").get_caller_identity()["Account"]
         return self._account
+
+
+def check_region(session: Any) -> None:
+    """An unknown region (``--region us-east-7``) is one clear error, not a DNS failure later."""
+    region = session.region_name
+    known: set[str] = set()
+    for partition in session.get_available_partitions():
+        known |= set(session.get_available_regions("sts", partition))
+    if known and region not in known:
+        import difflib
+
+        near = difflib.get_close_matches(region, sorted(known), n=4, cutoff=0.0)
+        raise UserError(f"{region!r} is not an AWS region (botocore's endpoint data)", field="region",
+                        fix=f"use one of {', '.join(near)}, ... in --region, the config or AWS_REGION "
+                            "(if the region is new, upgrade botocore)")
+
+
+class NotAws(UserError):
+    """The endpoint answered, but not as an AWS API does (a web page, a proxy's login page)."""
+
+
+def _refuse_non_aws_answers(endpoint: str, operation_model: Any = None, response_dict: Any = None,
+                            **_: Any) -> None:
+    """botocore ``before-parse`` hook: an HTML page or, from a JSON-protocol API, a body that is
+    not JSON, means the endpoint is not AWS (botocore would fail on it with a KeyError, or parse
+    it into an empty answer)."""
+    if operation_model is None or not response_dict or operation_model.has_streaming_output:
+        return
+    body = response_dict.get("body")
+    if not isinstance(body, (bytes, bytearray)) or not body.strip():
+        return
+    head = bytes(body).lstrip()[:15].lower()
+    html = head.startswith(b"<!doctype html") or head.startswith(b"<html")
+    service = operation_model.service_model
+    protocol = getattr(service, "resolved_protocol", None) or service.metadata.get("protocol", "")
+    not_json = False
+    if protocol == "json" and not html:
+        try:
+            json.loads(body)
+        except ValueError:
+            not_json = True
+    if html or not_json:
+        what = f"HTTP {response_dict.get('status_code')}, " + ("an HTML page" if html else "a body that is not JSON")
+        raise NotAws(_not_aws_message(endpoint, operation_model.name, what), fix=NOT_AWS_FIX)
+
+
+NOT_AWS_FIX = "check --endpoint-url / AWS_ENDPOINT_URL (and any proxy): it must be AWS or an AWS-compatible emulator"
+
+
+def _not_aws_message(url: str, operation: str, what: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    where = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the endpoint"
+    return f"{where} answered {operation}, but not as AWS does ({what})"
 
 
 def from_args(args: Any, config_region: str | None = None, clients: ClientFactory | None = None) -> Aws:
@@ -165,6 +246,9 @@ def translate(exc: BaseException, doing: str) -> UserError | None:
         url = getattr(exc, "kwargs", {}).get("endpoint_url", "")
         return UserError(f"cannot reach the AWS endpoint {url} while {doing}".replace("  ", " "),
                          fix="check --endpoint-url / AWS_ENDPOINT_URL, the network and the region")
+    if type(exc).__name__ == "ResponseParserError":   # botocore.parsers: the answer is not AWS's format
+        return UserError(f"the AWS endpoint answered while {doing}, but not as AWS does: "
+                         f"{str(exc).splitlines()[0][:160]}", fix=NOT_AWS_FIX)
     if isinstance(exc, bx.NoRegionError):
         return UserError("no AWS region is set", fix="pass --region, set aws.region in the config, or export AWS_REGION")
     if isinstance(exc, bx.ClientError):
@@ -177,6 +261,14 @@ def translate(exc: BaseException, doing: str) -> UserError | None:
                     "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch"}:
             return UserError(f"AWS refused {doing}: {code}: {message}",
                              fix="check your credentials and their IAM permissions (see `mlpipe iam-policy`)")
+        if code == "ExecutionAlreadyExists":
+            return UserError(f"an execution with this name already exists, with other input, while {doing}",
+                             fix="choose another --name (a name is unique per state machine for 90 days), "
+                                 "or leave --name out to get a fresh one")
+        if is_race(exc):
+            return UserError(f"another change to the same resource was under way while {doing}: {code}: {message}",
+                             fix="another mlpipe deploy (or someone else) is changing this pipeline; wait for it, "
+                                 "then run the command again")
         if code in {"500", "NotImplemented", "InternalFailure", "NotImplementedException"}:
             return UserError(f"the AWS endpoint failed while {doing} ({code})",
                              fix="retry later; an emulator given with --endpoint-url may not implement this call")

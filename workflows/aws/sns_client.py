@@ -36,3 +36,26 @@ def upsert_topic(sns, *, name: str, arn: str, policy: dict[str, Any], emails: li
             if apply:
                 sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=email)
     return action
+
+
+def email_subscriptions(sns, topic_arn: str) -> list[dict[str, Any]]:
+    """The topic's e-mail subscriptions ({Endpoint, SubscriptionArn, ...}); none if no topic."""
+    out: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TopicArn": topic_arn}
+    while True:
+        page = or_none(sns.list_subscriptions_by_topic, **kwargs)
+        if not page:
+            return out
+        out += [s for s in page.get("Subscriptions", []) if s.get("Protocol") == "email"]
+        if not page.get("NextToken"):
+            return out
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def unsubscribe(sns, subscription_arn: str) -> None:
+    or_none(sns.unsubscribe, SubscriptionArn=subscription_arn)
+
+
+def tags(sns, arn: str) -> dict[str, str]:
+    found = or_none(sns.list_tags_for_resource, ResourceArn=arn) or {}
+    return {t["Key"]: t["Value"] for t in found.get("Tags", [])}

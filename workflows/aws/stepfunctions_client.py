@@ -78,3 +78,8 @@ def send_task_success(sfn, token: str, output: str) -> None:
 
 def send_task_failure(sfn, token: str, error: str, cause: str) -> None:
     sfn.send_task_failure(taskToken=token, error=error, cause=cause)
+
+
+def tags(sfn, arn: str) -> dict[str, str]:
+    found = or_none(sfn.list_tags_for_resource, resourceArn=arn) or {}
+    return {t["key"]: t["value"] for t in found.get("tags", [])}

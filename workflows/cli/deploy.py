@@ -13,11 +13,13 @@ COLUMNS = [("resource", "RESOURCE"), ("name", "NAME"), ("action", "ACTION")]
 
 def main(args: argparse.Namespace, clients=None) -> int:
     from config.loader import load_config
+    from workflows.cli.progress import progress
     from workflows.infra import plan
 
     cfg = load_config(args.config)
     aws = from_args(args, cfg.aws.region, clients)
-    d = plan.prepare(args.config, args.target, aws, assets_only=getattr(args, "assets_only", False))
+    with progress(f"preparing the {args.target} deploy (definition, Lambda package)"):
+        d = plan.prepare(args.config, args.target, aws, assets_only=getattr(args, "assets_only", False))
     apply = not args.dry_run
     try:
         items = plan.deploy(d, apply)

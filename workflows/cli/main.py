@@ -56,12 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="send every AWS call to this URL (an AWS-compatible emulator such as moto)")
     parser.add_argument("--region", default=None, help="AWS region (default: config, then AWS_REGION)")
     parser.add_argument("--profile", default=None, help="AWS named profile")
+    parser.add_argument("--verbose", action="store_true", default=False,
+                        help="log the AWS SDK's requests and retries (boto3/botocore) to stderr")
     parser.add_argument("--version", action="version", version=f"mlpipe {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help: str, func, aws: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if aws:
             _aws_args(p)
         return p
@@ -72,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p, required=True)
     _target_arg(p, choices=(*TARGETS, "all"), default="all")
     p.add_argument("--out", "-d", default="build", metavar="DIR", help="output directory (default: build)")
+    p.add_argument("--force", action="store_true",
+                   help="write even where --out holds files build did not write (they are kept)")
 
     p = add("graph", "draw the pipeline's DAG", _lazy("workflows.cli.graph"))
     _config_arg(p)
@@ -209,10 +214,26 @@ def _version() -> str:
         return "dev"
 
 
+def _sdk_logging(verbose: bool) -> None:
+    """The AWS SDK's loggers: to stderr with --verbose, nowhere otherwise (never stdout, which
+    carries results, whatever handlers another library put on the root logger)."""
+    import logging
+
+    handler: logging.Handler = logging.StreamHandler(sys.stderr) if verbose else logging.NullHandler()
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("boto3", "botocore", "s3transfer", "urllib3"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.propagate = False
+        log.setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    _sdk_logging(bool(getattr(args, "verbose", False)))
     from config.errors import UserError
 
     try:

@@ -138,9 +138,11 @@ def _sagemaker_execution(spec: PipelineSpec, a: Arns) -> dict[str, Any]:
     """What the jobs' containers need: data under the pipeline's prefix, images, logs."""
     st = [
         _stmt("ReadWritePipelineData", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [a.objects()]),
-        _stmt("ListPipelinePrefix", ["s3:ListBucket", "s3:GetBucketLocation"], [a.bucket()],
-              {"StringLike": {"s3:prefix": [f"{spec.prefix}/*" if spec.prefix else "*", spec.prefix]}}
-              if spec.prefix else None),
+        # s3:prefix is a condition key of ListBucket only: a request that lacks the key never
+        # matches StringLike, so GetBucketLocation under that condition would always be denied.
+        _stmt("ListPipelinePrefix", ["s3:ListBucket"], [a.bucket()],
+              {"StringLike": {"s3:prefix": [f"{spec.prefix}/*", spec.prefix]}} if spec.prefix else None),
+        _stmt("LocateBucket", ["s3:GetBucketLocation"], [a.bucket()]),
         _stmt("PullAlgorithmImages", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
                                       "ecr:GetDownloadUrlForLayer"],
               # SageMaker's algorithm and framework images live in AWS-owned accounts that vary by region

@@ -2,11 +2,19 @@
 
 Each resource is an upsert through one small client module (describe -> create, update only
 if different), so a second deploy with the same config reports every resource ``unchanged``.
+What an earlier deploy of this target created and the config no longer declares is deleted
+(``prune.py``; rows ``delete``/``deleted``), after everything else is in place.
 A dry run makes the same calls read-only and reports what would change.
+
+Two deploys of one pipeline at once converge: a create that loses the race (AlreadyExists,
+ResourceConflict, ConcurrentModification, ...) is retried, re-reading the resource first, so it
+becomes an update (or nothing); a delete of something already gone is fine.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -14,10 +22,12 @@ from config.errors import UserError
 from steps.spec import PipelineSpec
 from workflows.aws import (events_client, iam_client, lambda_client, logs_client, s3_client, sagemaker_client,
                            scheduler_client, sns_client, stepfunctions_client)
-from workflows.aws.session import CREATED, UNCHANGED, UPDATED, Aws, aws_errors
+from workflows.aws.session import CREATED, UNCHANGED, UPDATED, Aws, aws_errors, error_code, is_race
 from workflows.infra.resources import ASSET_KINDS, Resource, resources
 
-PLAN_WORDS = {CREATED: "create", UPDATED: "update", UNCHANGED: "unchanged"}
+DELETED = "deleted"
+PLAN_WORDS = {CREATED: "create", UPDATED: "update", UNCHANGED: "unchanged", DELETED: "delete"}
+RACE_ATTEMPTS = 6
 
 
 @dataclass
@@ -25,6 +35,7 @@ class Step:
     resource: Resource
     action: str | None = None
     error: str | None = None
+    remove: Callable[[], None] | None = None     # a deletion (prune.py), not an upsert
 
 
 @dataclass
@@ -105,7 +116,41 @@ def prepare(config: str, target: str, aws: Aws, assets_only: bool = False) -> De
     for r in resources(spec, target, account, region, files, zip_bytes):
         if not assets_only or r.kind in ASSET_KINDS:
             d.steps.append(Step(r))
+    if not assets_only:
+        from workflows.infra import prune
+
+        declared = {(s.resource.kind, s.resource.name) for s in d.steps}
+        with aws_errors("looking for resources the config no longer declares"):
+            for gone in prune.stale(d, declared):
+                d.steps.append(Step(Resource(gone.kind, gone.name, in_template=False), remove=gone.remove))
     return d
+
+
+def _once(d: Deployment, step: Step, apply: bool) -> str:
+    if step.remove is not None:
+        if apply:
+            step.remove()
+        return DELETED
+    return APPLY[step.resource.kind](d, step.resource, apply)
+
+
+def apply_step(d: Deployment, step: Step, apply: bool, sleep: Callable[[float], None] = time.sleep) -> str:
+    """One step; when another deploy races it (creates the same thing first, or is changing it
+    right now), wait a little, re-read and go again: the create becomes an update or nothing."""
+    for attempt in range(RACE_ATTEMPTS):
+        try:
+            return _once(d, step, apply)
+        except Exception as exc:
+            if not is_race(exc):
+                raise
+            if attempt == RACE_ATTEMPTS - 1:
+                r = step.resource
+                raise UserError(
+                    f"{r.kind} {r.name} kept changing under this deploy ({error_code(exc) or type(exc).__name__})",
+                    fix="another `mlpipe deploy` of this pipeline (or someone else) is changing it; wait for it to "
+                        "finish, then deploy again (deploy converges)") from None
+            sleep(min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def execute(d: Deployment, apply: bool) -> None:
@@ -113,8 +158,8 @@ def execute(d: Deployment, apply: bool) -> None:
     for step in d.steps:
         r = step.resource
         try:
-            with aws_errors(f"deploying {r.kind} {r.name}"):
-                step.action = APPLY[r.kind](d, r, apply)
+            with aws_errors(f"{'deleting' if step.remove else 'deploying'} {r.kind} {r.name}"):
+                step.action = apply_step(d, step, apply)
         except BaseException as exc:
             step.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             raise
@@ -155,5 +200,7 @@ class DeployFailed(Exception):
 
 def summary(d: Deployment, items: list[dict[str, Any]], apply: bool) -> str:
     changed = sum(r["action"] != "unchanged" for r in items)
+    deleted = sum(r["action"] in (DELETED, PLAN_WORDS[DELETED]) for r in items)
     verb = "would change" if not apply else "changed"
-    return f"{d.spec.name} ({d.target}) in {d.account}/{d.region}: {changed} of {len(items)} resources {verb}"
+    gone = f" ({deleted} {'to delete' if not apply else 'deleted'}: no longer in the config)" if deleted else ""
+    return f"{d.spec.name} ({d.target}) in {d.account}/{d.region}: {changed} of {len(items)} resources {verb}{gone}"

@@ -14,6 +14,7 @@ a manifest of its files' SHA-256 hashes (``manifest.json``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 TREE = "tree"
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 FICLONE = 0x40049409  # ioctl: share the source's extents (copy-on-write), on btrfs, XFS, ...
 
 
@@ -103,7 +105,12 @@ class StageCache:
             problem = difference(manifest["files"], dst)
         except FileNotFoundError as exc:
             problem = f"{Path(exc.filename).name if exc.filename else 'a file'} is missing"
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:  # our disk is full: the entry is fine, the run cannot go on
+                shutil.rmtree(dst, ignore_errors=True)
+                raise
+            problem = f"unreadable: {exc}"
+        except (ValueError, KeyError, TypeError) as exc:
             problem = f"unreadable: {exc}"
         if problem is None:
             return True, None

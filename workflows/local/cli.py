@@ -207,7 +207,7 @@ def _report(record: dict[str, Any], output: str, progress: Progress | None) -> i
     for name in failed:
         stage = record["stages"][name]
         error = store.bounded(stage.get("error", ""))
-        if stage.get("exit_code") == 2 and not (Path(record["run_dir"]) / stage.get("log", "-")).is_file():
+        if stage.get("error_kind") == "input":  # a UserError: one message, as for any bad input
             print(f"\nerror: stage {name}: {error}", file=sys.stderr)
         else:
             print(f"\nstage {name} failed; last lines of {record['run_dir']}/{stage.get('log', '')}:\n{error}",
@@ -253,17 +253,21 @@ def run(args: argparse.Namespace) -> int:
     """``mlpipe run``: a new run, or ``--resume RUN`` (which takes only ``--no-cache``,
     ``--gate-threshold`` and ``--tracking-uri`` besides). SIGINT/SIGTERM/SIGHUP before the run
     exists end it with exit 128 + signal; during the run, see ``runner.LocalRun``."""
-    from workflows.local.supervise import signals
+    from workflows.local.supervise import Interrupted, signals
     from workflows.local.worker import Workers
 
-    with signals(None):
-        Workers().warm()  # first thing: the warm server's imports overlap with loading the config
-        root = store.runs_dir(args.runs_dir)
-        if args.resume:
-            return _resume(root, args.resume, args.output, overrides=_resume_overrides(args))
-        options = _options_from_args(args)
-        spec = _spec_for(options)
-        return _execute(spec, options, root, None, args.output)
+    try:
+        with signals(None):
+            Workers().warm()  # first thing: the warm server's imports overlap with loading the config
+            root = store.runs_dir(args.runs_dir)
+            if args.resume:
+                return _resume(root, args.resume, args.output, overrides=_resume_overrides(args))
+            options = _options_from_args(args)
+            spec = _spec_for(options)
+            return _execute(spec, options, root, None, args.output)
+    except Interrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -332,7 +336,7 @@ def _resume(root: Path, run_id: str, output: str, decision: tuple[str, str] | No
         entry = record["stages"][name]
         if entry["status"] not in DONE:
             entry["status"] = "Pending"
-            for key in ("reason", "error", "exit_code", "warnings"):
+            for key in ("reason", "error", "error_kind", "exit_code", "warnings"):
                 entry.pop(key, None)
     if decision is not None:
         stage, verdict = decision

@@ -54,7 +54,9 @@ from workflows.local.worker import Job, Workers
 CACHEABLE = {"processing", "training", "evaluation", "transform"}
 PARALLEL = 2  # stages running at once when the DAG allows: independent branches overlap
 DONE = {"Succeeded", "Cached"}
-EMULATOR_CODE = [Path(__file__).with_name("xgboost_algo.py"), Path(__file__).with_name("stages.py")]
+# The code that emulates SageMaker's containers is part of every cache key (all xgboost_* modules:
+# the algorithm and its model format), so changing it recomputes what it produced.
+EMULATOR_CODE = sorted(Path(__file__).parent.glob("xgboost*.py")) + [Path(__file__).with_name("stages.py")]
 GRACE = 5.0  # seconds the stage threads get to wind down after an interruption
 MAX_LINE_BYTES = 1 << 20  # a longer "row" in an input file is refused (MLPIPE_MAX_LINE_BYTES overrides)
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -171,7 +173,7 @@ class LocalRun:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise store._write_failed(exc, self.run_dir) from None
+                raise store.write_failed(exc, self.run_dir) from None
             self.lock = store.RunLock(self.run_dir, "run").acquire()
         try:
             with supervise.signals(self._on_signal):
@@ -371,7 +373,7 @@ class LocalRun:
             self._save()
             return
         with self._lock:
-            for key in ("error", "reason", "exit_code", "warnings", "log", "duration", "adopted"):
+            for key in ("error", "error_kind", "reason", "exit_code", "warnings", "log", "duration", "adopted"):
                 entry.pop(key, None)
             entry.update(status="Running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self._save()
@@ -415,11 +417,12 @@ class LocalRun:
             return
         except UserError as exc:  # unusable input found before the stage could start
             self._log(work, f"error: {exc.render()}")
+            self._set(entry, error_kind="input")
             self._stage_failed(stage, entry, work, 2, exc.render(), t0)
             return
         except OSError as exc:
             if exc.errno in DISK_ERRORS:
-                failure = store._write_failed(exc, Path(exc.filename) if exc.filename else self.run_dir)
+                failure = store.write_failed(exc, Path(exc.filename) if exc.filename else self.run_dir)
                 self._fatal(failure)
                 self._stage_failed(stage, entry, work, 1, failure.render(), t0)
                 return
@@ -438,6 +441,7 @@ class LocalRun:
         status = "Interrupted" if interrupted else "Waiting" if waiting else "Failed"
         keep = status != "Failed"  # an interrupted or waiting stage keeps its work directory
         log = f"stages/.{stage.name}.work/log.txt" if keep else f"stages/{stage.name}.failed/log.txt"
+        message = message.replace(str(work / "log.txt"), str(self.run_dir / log))  # where the log ends up
         self._set(entry, status=status, error=store.bounded(message, where=str(self.run_dir / log)),
                   exit_code=code, duration=round(time.perf_counter() - t0, 3), log=log)
         try:

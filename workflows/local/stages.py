@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -113,8 +114,6 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
 
     from workflows.local.data import feature_rows
     from workflows.local.serve import Capture, load_predictor, make_server
-
-    import urllib.error
 
     rows = feature_rows(Path(test_csv))
     server = make_server(Path(model_tar), port=0, capture=Capture(Path(capture), percentage))

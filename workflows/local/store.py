@@ -33,7 +33,7 @@ from workflows.files import replace_dir
 
 __all__ = ["DEFAULT_RUNS_DIR", "DamagedRecord", "RunLock", "StoreWriteError", "bounded", "effective_status",
            "find_run", "list_runs", "locked", "new_run_id", "owner", "owner_alive", "read_json", "read_record",
-           "replace_dir", "runs_dir", "tail", "write_bytes", "write_json"]
+           "replace_dir", "runs_dir", "tail", "write_bytes", "write_failed", "write_json"]
 
 DEFAULT_RUNS_DIR = "runs"
 RECORD_KEYS = ("run_id", "status", "stages", "order")
@@ -61,7 +61,8 @@ def read_json(path: Path) -> Any:
 
 # --- writing -----------------------------------------------------------------------------------
 
-def _write_failed(exc: OSError, path: Path) -> StoreWriteError:
+def write_failed(exc: OSError, path: Path) -> StoreWriteError:
+    """The one message for a write to the run store that failed (disk full, quota, read-only)."""
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     fixes = {errno.ENOSPC: "free some disk space (or use --runs-dir on another disk)",
              errno.EDQUOT: "free some space within your disk quota (or use --runs-dir elsewhere)",
@@ -76,7 +77,7 @@ def write_bytes(path: Path, data: bytes) -> None:
         files.write_bytes(path, data)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO):
-            raise _write_failed(exc, path) from None
+            raise write_failed(exc, path) from None
         raise
 
 
@@ -121,8 +122,8 @@ def tail(log: Path, lines: int = 25, window: int = 64 * 1024) -> str:
     except FileNotFoundError:
         return "(no log)"
     text = data.decode("utf-8", errors="replace").rstrip()
-    if size > window:  # the first line of the window is probably cut
-        text = text.split("\n", 1)[1] if "\n" in text else text
+    if size > window:  # the window starts inside a line
+        text = "…" + text
     return bounded("\n".join(text.splitlines()[-lines:]), where=str(log)) or "(empty log)"
 
 

@@ -17,8 +17,6 @@ import sys
 import threading
 from typing import Callable, Iterator
 
-from config.errors import UserError
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 
@@ -35,8 +33,10 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-class Interrupted(UserError):
-    """A signal arrived before a run existed to record it: one line, exit 128 + signal."""
+class Interrupted(KeyboardInterrupt):
+    """A signal arrived before a run existed to record it. A BaseException (like
+    KeyboardInterrupt), so no ``except Exception`` on the way swallows it; the command turns it
+    into one line and exit 128 + signal."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by {signal_name(signum)}")

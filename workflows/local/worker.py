@@ -193,8 +193,8 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool) 
                                 signal.signal(sig, signal.SIG_DFL)
                             os.setpgid(0, 0)
                             supervise.die_with_parent(signal.SIGKILL)
-                            if os.getppid() != me:
-                                os._exit(SERVER_GONE & 0xFF)
+                            if os.getppid() != me:  # the server died before we could watch it
+                                os._exit(1)
                             selector.close()
                             ctl.close()
                             os.close(wake_r)
@@ -382,6 +382,10 @@ class Workers:
             state.cancelled = True
             if state.pid is not None:
                 _kill_group(state.pid)
+            elif not state.done.is_set():  # not forked yet: stop waiting; it is killed once it starts
+                state.code = -signal.SIGKILL
+                state.started.set()
+                state.done.set()
 
     def run(self, job: Job, timeout: float | None = None) -> tuple[int, float]:
         """Run one job; its exit code (negative: killed by that signal; 124: timed out) and

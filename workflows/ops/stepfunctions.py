@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from config.errors import UserError
 from workflows.aws import stepfunctions_client as sfc
-from workflows.aws.session import aws_errors
+from workflows.aws.session import aws_errors, error_code
 from workflows.ops import approvals
 from workflows.ops.backend import duration, resolve_by_listing
 from workflows.ops.target import Target
@@ -70,8 +70,18 @@ class StepFunctions:
     def start(self, t: Target, params: dict[str, Any], name: str) -> str:
         def nf(exc):
             raise t.nothing_deployed()
-        resp = t.call("starting an execution", lambda: sfc.start_execution(
-            self._client(t), t.arns.state_machine(), json.dumps(params, sort_keys=True), name), nf)
+        def call():
+            try:
+                return sfc.start_execution(self._client(t), t.arns.state_machine(),
+                                           json.dumps(params, sort_keys=True), name)
+            except Exception as exc:
+                if error_code(exc) != "ExecutionAlreadyExists":
+                    raise
+                raise UserError(f"an execution named {name!r} of {t.resource} already exists, started with other "
+                                "parameters", source=t.source, field="--name",
+                                fix="choose another --name (names stay taken for 90 days), or leave --name out; "
+                                    "the same name with the same parameters returns the existing execution") from None
+        resp = t.call("starting an execution", call, nf)
         return resp["executionArn"]
 
     def stop(self, t: Target, arn: str) -> None:

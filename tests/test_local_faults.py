@@ -1,0 +1,575 @@
+"""Faults in local runs, for real: signals and SIGKILL in the middle of a stage (no process may
+outlive the run), concurrent runs in one runs directory, a tampered cache, a crash right after
+a side effect, concurrent approve/reject, damaged records, a full disk, a failing endpoint,
+huge error texts and a huge single-line CSV.
+
+Every run is the real `mlpipe` in a subprocess. Faults that need code to misbehave are
+injected through a ``sitecustomize`` module on PYTHONPATH, selected by MLPIPE_TEST_FAULT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import EXAMPLES, ROOT
+
+MARK = "MLPIPE_FAULT_MARKER"
+EVALUATE = ROOT / "steps/code/evaluate.py"
+
+FAULTS = r'''
+import os
+
+_fault = os.environ.get("MLPIPE_TEST_FAULT", "")
+if _fault:
+    import errno
+    import signal
+
+    if _fault == "crash-after-register-job":
+        from workflows.local import runner
+
+        _original_register = runner.LocalRun._register
+
+        def _register(self, stage, work):
+            _original_register(self, stage, work)
+            os.kill(os.getpid(), signal.SIGKILL)  # registered; nothing recorded yet
+
+        runner.LocalRun._register = _register
+    elif _fault.startswith("crash-after-rename:"):
+        _stage = _fault.split(":", 1)[1]
+        from workflows.local import store
+
+        _original_replace = store.replace_dir
+
+        def _replace_dir(src, dst):
+            _original_replace(src, dst)
+            if dst.name == _stage:
+                os.kill(os.getpid(), signal.SIGKILL)  # the stage's directory is final; run.json is not
+
+        store.replace_dir = _replace_dir
+    elif _fault.startswith("enospc:"):
+        _first, _count = map(int, _fault.split(":")[1:])
+        from workflows import files
+
+        _original_write = files.write_bytes
+        _seen = [0]
+
+        def _write_bytes(path, data):
+            if path.name == "run.json":
+                _seen[0] += 1
+                if _first <= _seen[0] < _first + _count:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            return _original_write(path, data)
+
+        files.write_bytes = _write_bytes
+    elif _fault == "endpoint-500":
+        from workflows.local import serve
+
+        def _do_post(self):
+            self._send(500, b"simulated model server failure\n")
+
+        serve._Handler.do_POST = _do_post
+'''
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _env(marker: str | None = None, fault: str | None = None, faults_dir: Path | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLPIPE_TEST_FAULT",)}
+    if marker:
+        env[MARK] = marker
+    if fault:
+        env["MLPIPE_TEST_FAULT"] = fault
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(faults_dir), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def mlpipe(cwd: Path, *argv: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workflows.cli", *argv], cwd=cwd, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run(cwd: Path, runs: Path, *argv: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
+    proc = mlpipe(cwd, "run", "--runs-dir", str(runs), "--output", "json", *argv, env=env)
+    try:
+        doc = json.loads(proc.stdout) if proc.stdout.strip() else None
+    except json.JSONDecodeError:
+        doc = None
+    return proc, doc
+
+
+def start(cwd: Path, runs: Path, *argv: str, env: dict) -> subprocess.Popen:
+    """`mlpipe run` in the background; its output goes to ``proc.out`` (a file)."""
+    out = cwd / f"out-{uuid.uuid4().hex[:6]}.txt"
+    with open(out, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "workflows.cli", "run", "--runs-dir", str(runs),
+                                 "--output", "json", *argv], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    proc.out = out
+    return proc
+
+
+def new_runs(runs: Path, before: set[str]) -> list[str]:
+    return sorted(p.parent.name for p in runs.glob("*/run.json") if p.parent.name not in before)
+
+
+def record(runs: Path, run_id: str | None = None) -> dict:
+    paths = [runs / run_id / "run.json"] if run_id else sorted(runs.glob("*/run.json"))
+    assert len(paths) == 1, paths
+    return json.loads(paths[0].read_text())
+
+
+def statuses(doc: dict) -> dict[str, str]:
+    if "stages" in doc and isinstance(doc["stages"], dict):
+        return {n: doc["stages"][n]["status"] for n in doc["order"]}
+    return {s["name"]: s["status"] for s in doc["stages"]}
+
+
+def listed(cwd: Path, runs: Path) -> dict[str, str]:
+    proc = mlpipe(cwd, "runs", "--runs-dir", str(runs), "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    return {r["run_id"]: r["status"] for r in json.loads(proc.stdout)}
+
+
+def marked_processes(marker: str) -> list[str]:
+    """Live (non-zombie) processes whose environment carries the marker."""
+    found = []
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if p.environ().get(MARK) == marker and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return found
+    needle = f"{MARK}={marker}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0"):
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(f"{proc.name} {(proc / 'cmdline').read_bytes()[:120]!r}")
+        except OSError:
+            pass
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def config_with(tmp_path: Path, name: str, evaluate_code: str) -> Path:
+    """The quick-start config whose evaluation script is ``evaluate_code`` (a file written here)."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(evaluate_code)
+    doc = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    next(s for s in doc["stages"] if s["name"] == "evaluate")["code"] = str(script)
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    return config
+
+
+def slow_config(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Evaluation sleeps (with a grandchild process) until ``flag`` exists; ``started`` says it is asleep."""
+    flag, started = tmp_path / "go-on", tmp_path / "evaluate-started"
+    code = (
+        "import os, runpy, subprocess, sys, time\n"
+        f"if not os.path.exists({str(flag)!r}):\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"    open({str(started)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "    time.sleep(120)\n"
+        f"runpy.run_path({str(EVALUATE)!r}, run_name='__main__')\n")
+    return config_with(tmp_path, "slow_eval", code), flag, started
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def registry_versions(runs: Path, run_id: str) -> list[dict]:
+    out = []
+    for path in (runs / "registry").glob("*.json"):
+        out += [v for v in json.loads(path.read_text())["versions"] if v["run_id"] == run_id]
+    return out
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """A runs directory with one finished quick-start run (and a warm cache)."""
+    cwd = tmp_path_factory.mktemp("faults")
+    runs = cwd / "runs"
+    proc, doc = run(cwd, runs)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, runs, doc
+
+
+@pytest.fixture(scope="module")
+def faults_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sitecustomize")
+    (path / "sitecustomize.py").write_text(FAULTS)
+    return path
+
+
+# --- signals and SIGKILL in the middle of a stage ------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=lambda s: signal.Signals(s).name)
+def test_signal_mid_stage_leaves_no_process_and_resume_completes(shared, tmp_path, sig):
+    _, runs, _ = shared
+    config, flag, started = slow_config(tmp_path)
+    marker = uuid.uuid4().hex
+    known = set(new_runs(runs, set()))
+    proc = start(tmp_path, runs, "--config", str(config), env=_env(marker))
+    try:
+        wait_for(lambda: started.exists() or proc.poll() is not None, 240, "the evaluation stage to start")
+        assert proc.poll() is None, proc.out.read_text()
+        time.sleep(0.2)
+        before = marked_processes(marker)
+        # the owner, the fork server, the stage process and the stage's own child
+        assert len(before) >= 4, before
+        proc.send_signal(sig)
+        code = proc.wait(timeout=30)
+        deadline = time.monotonic() + 2.0
+        while marked_processes(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = marked_processes(marker)
+        assert not left, f"processes outlived the run: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for line in marked_processes(marker):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+    else:
+        assert code == 128 + sig, code
+    [run_id] = new_runs(runs, known)
+    assert listed(tmp_path, runs)[run_id] == "Interrupted"
+    doc = record(runs, run_id)
+    if sig != signal.SIGKILL:  # the owner wrote it itself
+        assert doc["status"] == "Interrupted" and doc["signal_number"] == sig
+        assert statuses(doc)["evaluate"] == "Interrupted"
+        assert statuses(doc)["deploy"] == "Pending"
+    flag.write_text("")
+    resumed = mlpipe(tmp_path, "run", "--runs-dir", str(runs), "--output", "json", "--resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    after = json.loads(resumed.stdout)
+    assert after["run_id"] == run_id and after["status"] == "Succeeded"
+    assert len(registry_versions(runs, run_id)) == 1
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+def test_ten_rounds_of_two_concurrent_runs_all_succeed(tmp_path):
+    runs = tmp_path / "runs"
+    run_ids = []
+    for _ in range(10):
+        procs = [start(tmp_path, runs, env=_env()) for _ in range(2)]
+        for p in procs:
+            assert p.wait(timeout=300) == 0, p.out.read_text()[-3000:]
+        run_ids += [p.parent.name for p in runs.glob("*/run.json") if p.parent.name not in run_ids]
+    assert len(run_ids) == 20
+    for run_id in run_ids:
+        doc = record(runs, run_id)
+        assert doc["status"] == "Succeeded", (run_id, statuses(doc))
+        assert len(registry_versions(runs, run_id)) == 1
+    numbers = [v["version"] for v in json.loads((runs / "registry/mlpipe-quickstart.json").read_text())["versions"]]
+    assert sorted(numbers) == list(range(1, 21))
+    assert not [p for p in (runs / ".cache").iterdir() if p.name.startswith(".")], "no temp entries left"
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+def test_tampered_cache_entry_is_detected_and_recomputed(tmp_path):
+    runs = tmp_path / "runs"
+    proc, first = run(tmp_path, runs)
+    assert proc.returncode == 0, proc.stderr
+    first_dir = Path(first["run_dir"])
+    before = tree_digest(first_dir / "stages")
+    key = record(runs, first["run_id"])["stages"]["train"]["cache_key"]
+    cached_model = runs / ".cache" / key / "tree/outputs/model/model.tar.gz"
+    assert cached_model.is_file()
+    cached_model.write_bytes(b"not the model any more")
+    assert tree_digest(first_dir / "stages") == before, "the cache shares no inodes with the run"
+
+    proc, second = run(tmp_path, runs)
+    assert proc.returncode == 0, proc.stderr
+    status = statuses(second)
+    assert status["preprocess"] == "Cached" and status["train"] == "Succeeded", status
+    doc = record(runs, second["run_id"])
+    assert any("failed verification" in w for w in doc["stages"]["train"]["warnings"])
+    assert "failed verification" in (Path(second["run_dir"]) / "stages/train/log.txt").read_text()
+    assert "failed verification" in proc.stderr
+    model = "stages/train/outputs/model/model.tar.gz"
+    assert (Path(second["run_dir"]) / model).read_bytes() == (first_dir / model).read_bytes()
+    assert second["metrics"] == first["metrics"]
+    assert tree_digest(first_dir / "stages") == before, "the finished run's artifacts are unchanged"
+    manifest = json.loads((runs / ".cache" / key / "manifest.json").read_text())
+    assert manifest["source"] == second["run_id"], "the bad entry was replaced by the recomputed one"
+
+    proc, third = run(tmp_path, runs)
+    assert proc.returncode == 0 and statuses(third)["train"] == "Cached"
+    (Path(third["run_dir"]) / model).write_bytes(b"a later write to the run")  # no hard link to the cache
+    proc, fourth = run(tmp_path, runs)
+    assert proc.returncode == 0 and statuses(fourth)["train"] == "Cached"
+    assert "failed verification" not in proc.stderr
+    assert (Path(fourth["run_dir"]) / model).read_bytes() == (first_dir / model).read_bytes()
+
+
+def test_gate_threshold_and_no_cache_apply_on_resume(shared, tmp_path):
+    cwd, runs, _ = shared
+    proc, failed = run(tmp_path, runs, "--gate-threshold", "1.0")
+    assert proc.returncode == 1 and statuses(failed)["evaluate-gate"] == "Failed"
+    assert statuses(failed)["batch-score"] == "Skipped"
+    proc = mlpipe(tmp_path, "run", "--runs-dir", str(runs), "--output", "json", "--resume", failed["run_id"],
+                  "--gate-threshold", "65", "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    resumed = json.loads(proc.stdout)
+    assert resumed["status"] == "Succeeded"
+    assert statuses(resumed)["batch-score"] == "Succeeded", "--no-cache is honoured on resume"
+    doc = record(runs, failed["run_id"])
+    assert doc["options"]["gate_threshold"] == 65
+    assert doc["stages"]["evaluate-gate"]["outputs"]["threshold"]["value"] == 65
+    key = doc["stages"]["batch-score"]["cache_key"]
+    manifest = json.loads((runs / ".cache" / key / "manifest.json").read_text())
+    assert manifest["source"] == failed["run_id"], "--no-cache refreshed the entry"
+
+    proc, again = run(tmp_path, runs, "--gate-threshold", "1.0")
+    assert proc.returncode == 1
+    proc = mlpipe(tmp_path, "run", "--runs-dir", str(runs), "--output", "json", "--resume", again["run_id"],
+                  "--gate-threshold", "65")
+    assert proc.returncode == 0, proc.stderr
+    assert statuses(json.loads(proc.stdout))["batch-score"] == "Cached", "without --no-cache the cache is used"
+    proc = mlpipe(tmp_path, "run", "--runs-dir", str(runs), "--resume", again["run_id"], "--input", "x.csv")
+    assert proc.returncode == 2 and "--input cannot change" in proc.stderr
+
+
+# --- crashes right after a side effect -----------------------------------------------------------
+
+@pytest.mark.parametrize("fault", ["crash-after-register-job", "crash-after-rename:register",
+                                   "crash-after-rename:deploy"])
+def test_crash_after_a_side_effect_then_resume_repeats_nothing(shared, tmp_path, faults_dir, fault):
+    _, runs, _ = shared
+    known = set(new_runs(runs, set()))
+    proc, _ = run(tmp_path, runs, env=_env(fault=fault, faults_dir=faults_dir))
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
+    [run_id] = new_runs(runs, known)
+    assert listed(tmp_path, runs)[run_id] == "Interrupted"
+    versions = registry_versions(runs, run_id)
+    assert len(versions) == 1
+    deploy_log = runs / run_id / "stages/deploy/log.txt"
+    deployed = deploy_log.read_text() if fault.endswith("deploy") else None
+    proc = mlpipe(tmp_path, "run", "--runs-dir", str(runs), "--output", "json", "--resume", run_id)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "Succeeded"
+    after = registry_versions(runs, run_id)
+    assert [(v["version"], v["created"]) for v in after] == [(v["version"], v["created"]) for v in versions], \
+        "one registry version: the one registered before the crash"
+    assert after[0]["approval_status"] == "Approved"
+    doc = record(runs, run_id)
+    if fault == "crash-after-register-job":
+        assert "registered by this run already" in (runs / run_id / "stages/register/log.txt").read_text()
+    else:
+        stage = fault.split(":")[1]
+        assert doc["stages"][stage].get("adopted") is True, "the finished stage was not run again"
+    if deployed is not None:
+        assert deploy_log.read_text() == deployed, "the endpoint was not deployed twice"
+
+
+# --- approvals -----------------------------------------------------------------------------------
+
+def test_concurrent_approve_and_reject_make_exactly_one_decision(shared, tmp_path):
+    _, runs, _ = shared
+    for _ in range(2):
+        proc, doc = run(tmp_path, runs, "--approval", "manual")
+        assert proc.returncode == 3, proc.stderr
+        run_id = doc["run_id"]
+        commands = [["approve", run_id], ["reject", run_id, "--reason", "race"]]
+        procs = [subprocess.Popen([sys.executable, "-m", "workflows.cli", *c, "--runs-dir", str(runs)], cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+        results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+        codes = [c for c, _ in results]
+        assert sorted(codes) == [0, 2], results
+        loser = results[codes.index(2)][1]
+        assert "busy" in loser or "not waiting" in loser, loser
+        assert "Traceback" not in loser
+        winner = "approved" if codes[0] == 0 else "rejected"
+        final = record(runs, run_id)
+        [version] = registry_versions(runs, run_id)
+        if winner == "approved":
+            assert final["status"] == "Succeeded" and version["approval_status"] == "Approved"
+            assert statuses(final)["deploy"] == "Succeeded"
+        else:
+            assert final["status"] == "Rejected" and version["approval_status"] == "Rejected"
+            assert statuses(final)["deploy"] == "Skipped"
+
+
+def test_a_busy_run_refuses_approve_reject_and_resume(shared, tmp_path):
+    from workflows.local import store
+
+    _, runs, _ = shared
+    proc, doc = run(tmp_path, runs, "--approval", "manual")
+    assert proc.returncode == 3
+    run_dir = Path(doc["run_dir"])
+    with store.RunLock(run_dir, "test holder"):
+        for argv in (["approve", doc["run_id"]], ["reject", doc["run_id"], "--reason", "x"],
+                     ["run", "--resume", doc["run_id"]]):
+            proc = mlpipe(tmp_path, *argv, "--runs-dir", str(runs))
+            assert proc.returncode == 2, (argv, proc.stderr)
+            assert "busy" in proc.stderr and f"pid {os.getpid()}" in proc.stderr and "Traceback" not in proc.stderr
+    assert record(runs, doc["run_id"])["status"] == "Waiting"
+
+
+def test_the_record_tells_the_truth_about_approvals(shared, tmp_path):
+    _, runs, auto = shared
+    [version] = registry_versions(runs, auto["run_id"])
+    assert version["approval_status"] == "Approved" and "automatically" in version["status_reason"]
+    assert record(runs, auto["run_id"])["stages"]["register"]["outputs"]["approval_status"]["value"] == "Approved"
+
+    proc, paused = run(tmp_path, runs, "--approval", "manual")
+    assert proc.returncode == 3
+    assert record(runs, paused["run_id"])["stages"]["deploy"]["reason"] == "waiting on approve"
+    proc = mlpipe(tmp_path, "approve", paused["run_id"], "--runs-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    deploy = record(runs, paused["run_id"])["stages"]["deploy"]
+    assert deploy["status"] == "Succeeded" and "reason" not in deploy
+    assert "waiting on approve" not in proc.stdout
+
+    proc, paused = run(tmp_path, runs, "--approval", "manual")
+    proc = mlpipe(tmp_path, "reject", paused["run_id"], "--reason", "drift", "--runs-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    assert record(runs, paused["run_id"])["status"] == "Rejected"
+    assert listed(tmp_path, runs)[paused["run_id"]] == "Rejected"
+    proc = mlpipe(tmp_path, "run", "--resume", paused["run_id"], "--runs-dir", str(runs))
+    assert proc.returncode == 2 and "rejected" in proc.stderr
+
+
+# --- errors: one message, the right exit code ------------------------------------------------------
+
+def test_damaged_run_record_is_one_message_and_runs_lists_the_others(shared, tmp_path):
+    cwd, runs, good = shared
+    bad = runs / "quickstart-damaged"
+    bad.mkdir(exist_ok=True)
+    (bad / "run.json").write_text(json.dumps({"run_id": "quickstart-damaged", "status": "Running"})[:25])
+    try:
+        proc = mlpipe(tmp_path, "runs", "--runs-dir", str(runs))
+        assert proc.returncode == 0, proc.stderr
+        assert good["run_id"] in proc.stdout and "Damaged" in proc.stdout and "damaged" in proc.stderr
+        for argv in (["lineage", "quickstart-damaged"], ["run", "--resume", "quickstart-damaged"],
+                     ["approve", "quickstart-damaged"], ["serve", "quickstart-damaged"]):
+            proc = mlpipe(tmp_path, *argv, "--runs-dir", str(runs))
+            assert proc.returncode == 2, (argv, proc.stderr)
+            assert "is damaged" in proc.stderr and "Traceback" not in proc.stderr, (argv, proc.stderr)
+    finally:
+        (bad / "run.json").unlink()
+
+
+def test_serve_refuses_a_bad_port_and_a_file_that_is_not_a_model(shared, tmp_path):
+    _, runs, good = shared
+    proc = mlpipe(tmp_path, "serve", good["run_id"], "--port", "99999", "--runs-dir", str(runs))
+    assert proc.returncode == 2 and "99999" in proc.stderr and "Traceback" not in proc.stderr
+    fake = tmp_path / "model.tar.gz"
+    fake.write_text("these are not the weights you are looking for\n")
+    proc = mlpipe(tmp_path, "serve", str(fake), "--port", "0", "--runs-dir", str(runs))
+    assert proc.returncode == 2 and "not a model tarball" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_space_left_while_writing_the_run_store(shared, tmp_path, faults_dir):
+    _, runs, _ = shared
+    known = set(new_runs(runs, set()))
+    proc, _ = run(tmp_path, runs, env=_env(fault="enospc:5:1", faults_dir=faults_dir))
+    assert proc.returncode == 1, proc.stderr
+    assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+    assert "free some disk space" in proc.stderr
+    [run_id] = new_runs(runs, known)
+    doc = record(runs, run_id)
+    assert doc["status"] == "Failed" and "No space left on device" in doc["error"]
+    assert listed(tmp_path, runs)[run_id] == "Failed"
+
+
+def test_http_500_from_the_local_endpoint_is_a_stage_failure(shared, tmp_path, faults_dir):
+    _, runs, _ = shared
+    proc, doc = run(tmp_path, runs, env=_env(fault="endpoint-500", faults_dir=faults_dir))
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert statuses(doc)["deploy"] == "Failed"
+    assert "HTTP 500" in proc.stderr and "simulated model server failure" in proc.stderr
+
+
+def test_huge_error_texts_are_bounded_with_the_full_log_on_disk(shared, tmp_path):
+    _, runs, _ = shared
+    config = config_with(tmp_path, "noisy_eval", "import sys\nsys.stderr.write('x' * 300000 + '\\n')\n"
+                                                  "sys.stderr.write('the real cause: simulated\\n')\nsys.exit(1)\n")
+    proc, doc = run(tmp_path, runs, "--config", str(config))
+    assert proc.returncode == 1
+    stored = record(runs, doc["run_id"])
+    error = stored["stages"]["evaluate"]["error"]
+    assert len(error.encode()) < 5000 and "the real cause: simulated" in error and "bytes left out" in error
+    assert len(stored["error"].encode()) < 5000
+    assert len(proc.stderr.encode()) < 20000, "what is printed is bounded too"
+    log = Path(doc["run_dir"]) / stored["stages"]["evaluate"]["log"]
+    assert log.stat().st_size > 300000 and str(log) in error
+
+
+def test_single_line_csv_of_tens_of_mb_is_refused_early(shared, tmp_path):
+    _, runs, _ = shared
+    big = tmp_path / "one-line.csv"
+    with open(big, "w") as f:
+        for _ in range(30):
+            f.write("1.5," * 250000)  # 30 MB, no newline
+    t0 = time.monotonic()
+    proc, doc = run(tmp_path, runs, "--input", str(big), "--target", "0")
+    assert proc.returncode == 2, proc.stderr
+    assert "a line longer than" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.monotonic() - t0 < 90
+    assert doc["status"] == "Failed" and statuses(doc)["preprocess"] == "Failed"
+
+
+@pytest.mark.parametrize("case", ["missing", "empty"])
+def test_failure_before_the_first_stage_marks_the_run_failed(tmp_path, case):
+    runs = tmp_path / "runs"
+    data = tmp_path / "data.csv"
+    if case == "empty":
+        data.write_text("")
+    proc, _ = run(tmp_path, runs, "--input", str(data), "--target", "y")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("does not exist" if case == "missing" else "empty") in proc.stderr
+    doc = record(runs)
+    assert doc["status"] == "Failed" and ("does not exist" in doc["error"] or "empty" in doc["error"])
+    assert listed(tmp_path, runs)[doc["run_id"]] == "Failed"
+
+
+def test_target_without_input_is_refused(tmp_path):
+    proc = mlpipe(tmp_path, "run", "--runs-dir", str(tmp_path / "runs"), "--target", "progression")
+    assert proc.returncode == 2 and "--input" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/run.json"))
+
+
+def test_long_line_finds_lines_across_chunk_borders(tmp_path):
+    from workflows.local.runner import long_line
+
+    path = tmp_path / "lines.csv"
+    path.write_bytes(b"a" * 1000 + b"\n" + b"b" * 1500 + b"\n" + b"c" * 10)
+    assert long_line(path, 2000) is None
+    assert long_line(path, 1200) == 2
+    path.write_bytes(b"short\n" * 3 + b"d" * 5000)
+    assert long_line(path, 1024) == 4
