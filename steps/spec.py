@@ -430,31 +430,3 @@ class PipelineSpec:
         """Content hash of the whole spec (config + code assets): the run's config hash."""
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def parse_params(raw: list[str] | tuple[str, ...], parameters: tuple[Parameter, ...] | list[Parameter]) -> dict[str, Any]:
-    """``--param NAME=VALUE`` items, checked and converted against the declared parameters.
-
-    The one parser every command uses (run, start, resume), so a mistake reads the same
-    everywhere; nothing is started when one item is wrong.
-    """
-    from config.errors import UserError
-
-    declared = {p.name: p for p in parameters}
-    out: dict[str, Any] = {}
-    for item in raw:
-        key, eq, value = str(item).partition("=")
-        if not eq or not key:
-            raise UserError(f"--param {item!r} is not NAME=VALUE", field="--param",
-                            fix=f"e.g. --param {next(iter(declared), 'Name')}=value")
-        if key not in declared:
-            raise UserError(f"unknown parameter {key!r}", field="--param",
-                            fix=f"declared parameters: {', '.join(sorted(declared)) or 'none'}")
-        param = declared[key]
-        try:
-            out[key] = param.coerce(value)
-        except (TypeError, ValueError) as exc:
-            allowed = f"one of {', '.join(map(str, param.allowed))}" if param.allowed else f"a {param.type} value"
-            raise UserError(f"parameter {key} ({param.type}): {exc}", field="--param",
-                            fix=f"give {allowed}, e.g. --param {key}={param.default}") from None
-    return out

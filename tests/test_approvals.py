@@ -122,7 +122,7 @@ def test_finished_execution_is_a_user_error():
 
 
 def test_local_run_ids_go_to_the_local_runner(tmp_path, monkeypatch):
-    import workflows.local.cli as local
+    import workflows.cli.local as local
 
     calls = []
     monkeypatch.setattr(local, "approve_local", lambda a: calls.append(("approve", a.execution)) or 0)

@@ -21,7 +21,7 @@ CLEAN_ENV = {k: "" for k in ("MLPIPE_AWS_REGION", "MLPIPE_AWS_ACCOUNT_ID", "MLPI
 
 @pytest.fixture(scope="module")
 def rendered():
-    return {name: render(load_spec(EXAMPLES / f"{name}.yaml", env=CLEAN_ENV), "all") for name in CONFIGS}
+    return {name: render(load_spec(EXAMPLES / f"{name}.yaml", env=CLEAN_ENV), "all", use_cache=False) for name in CONFIGS}
 
 
 @pytest.mark.parametrize("name", CONFIGS)

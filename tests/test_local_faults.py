@@ -565,7 +565,7 @@ def test_target_without_input_is_refused(tmp_path):
 
 
 def test_long_line_finds_lines_across_chunk_borders(tmp_path):
-    from workflows.local.runner import long_line
+    from workflows.local.data import long_line
 
     path = tmp_path / "lines.csv"
     path.write_bytes(b"a" * 1000 + b"\n" + b"b" * 1500 + b"\n" + b"c" * 10)

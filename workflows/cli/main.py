@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also show what is deployed for this target")
     _output_arg(p)
 
-    p = add("run", "run the pipeline locally: no AWS account, no Docker", _lazy("workflows.local.cli", "run"))
+    p = add("run", "run the pipeline locally: no AWS account, no Docker", _lazy("workflows.cli.local", "run"))
     _config_arg(p)
     p.add_argument("--input", metavar="PATH_OR_S3_URI", help="your own data instead of the example's")
     p.add_argument("--target", dest="target_column", metavar="NAME_OR_INDEX",
@@ -111,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (needs the 'tracking' extra)")
     _output_arg(p)
 
-    p = add("runs", "list local runs", _lazy("workflows.local.cli", "runs"))
+    p = add("runs", "list local runs", _lazy("workflows.cli.local", "runs"))
     p.add_argument("--runs-dir", default=None, metavar="DIR")
     _output_arg(p)
 
     p = add("lineage", "show a run's lineage: config, code and data hashes, parameters, metrics, model",
-            _lazy("workflows.local.cli", "lineage"), aws=True)
+            _lazy("workflows.cli.local", "lineage"), aws=True)
     p.add_argument("run_id", metavar="RUN", help="a local run id, or an execution with --target")
     p.add_argument("--target", "-t", choices=TARGETS, default=None,
                    help="the run is an execution of this deployed target (default: a local run)")
@@ -125,12 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     _output_arg(p)
 
     p = add("serve", "serve a model locally under the SageMaker inference contract",
-            _lazy("workflows.local.cli", "serve"))
+            _lazy("workflows.cli.local", "serve"))
     p.add_argument("model", metavar="MODEL_OR_RUN", help="a run id, a run directory or a model.tar.gz")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--runs-dir", default=None, metavar="DIR")
 
-    p = add("models", "manage the local model registry", _lazy("workflows.local.cli", "models"))
+    p = add("models", "manage the local model registry", _lazy("workflows.cli.local", "models"))
     p.add_argument("action", choices=("list", "approve", "reject"))
     p.add_argument("version", nargs="?", help="model version (for approve/reject)")
     p.add_argument("--group", help="model package group (default: all)")

@@ -26,7 +26,7 @@ def start(args: argparse.Namespace, clients=None) -> int:
     params = {}
     if args.param:                                         # before any AWS call: nothing sent if wrong
         from steps.pipeline import load_spec
-        from steps.spec import parse_params
+        from steps.params import parse_params
 
         params = parse_params(args.param, load_spec(args.config).parameters)
     t = target_of(args, clients)
@@ -143,7 +143,7 @@ def _answer(args: argparse.Namespace, decision: str, clients=None) -> int:
     from workflows.ops.approvals import is_local
 
     if is_local(args.execution, getattr(args, "local", False), getattr(args, "runs_dir", None)):
-        from workflows.local import cli as local
+        from workflows.cli import local
 
         return local.approve_local(args) if decision == "approved" else local.reject_local(args)
     reason = getattr(args, "reason", "") or ""

@@ -42,8 +42,11 @@ def progress(label: str, stream: IO[str] | None = None, delay: float = DELAY_SEC
     def write(text: str) -> None:
         with lock:
             if not done.is_set() or not tty:
-                out.write(text)
-                out.flush()
+                try:
+                    out.write(text)
+                    out.flush()
+                except (OSError, ValueError):  # stderr closed or gone: progress is not worth an error
+                    pass
 
     def show() -> None:
         if done.wait(delay):
@@ -68,8 +71,9 @@ def progress(label: str, stream: IO[str] | None = None, delay: float = DELAY_SEC
         with lock:
             done.set()
             if tty and shown.is_set():
-                out.write("\r\033[K")  # the line is cleared; what follows is printed as usual
-                out.flush()
+                with contextlib.suppress(OSError, ValueError):
+                    out.write("\r\033[K")  # the line is cleared; what follows is printed as usual
+                    out.flush()
         thread.join(timeout=1.0)
 
 

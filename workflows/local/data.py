@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 from config.errors import UserError
@@ -106,3 +107,49 @@ def feature_rows(test_csv: Path) -> list[str]:
     and the local endpoint send to the model."""
     with open(test_csv, newline="") as f:
         return [",".join(row[1:]) for row in csv.reader(f) if row]
+
+
+MAX_LINE_BYTES = 1 << 20  # a longer "row" in an input file is refused (MLPIPE_MAX_LINE_BYTES overrides)
+
+
+def max_line_bytes() -> int:
+    try:
+        return max(1024, int(os.environ.get("MLPIPE_MAX_LINE_BYTES", MAX_LINE_BYTES)))
+    except ValueError:
+        return MAX_LINE_BYTES
+
+
+def long_line(path: Path, limit: int) -> int | None:
+    """The number of the first line of ``path`` longer than ``limit`` bytes, or None. Reads in
+    chunks of at most ``limit`` bytes, so memory stays bounded whatever the file holds."""
+    chunk_size = min(limit, 1 << 20)
+    current = 0  # bytes of the line being read so far
+    line = 1
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            first = chunk.find(b"\n")
+            if first < 0:
+                current += len(chunk)
+            else:
+                if current + first > limit:
+                    return line
+                line += chunk.count(b"\n")  # lines wholly inside a chunk are shorter than the limit
+                current = len(chunk) - chunk.rfind(b"\n") - 1
+            if current > limit:
+                return line
+    return None
+
+
+def check_line_length(path: Path, source: str) -> None:
+    """Refuse an input whose "rows" are not rows (e.g. a single line of tens of MB) early, in
+    bounded memory, instead of letting a CSV reader chew on it for minutes."""
+    limit = max_line_bytes()
+    paths = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in paths:
+        number = long_line(p, limit)
+        if number is not None:
+            where = "" if p == path else f" ({p.name})"
+            raise UserError(f"input data {source}{where}: line {number} is a line longer than {limit} bytes; "
+                            "this does not look like a CSV file with one row per line",
+                            fix="pass a CSV file with one row per line (or raise the limit with "
+                                "MLPIPE_MAX_LINE_BYTES)")

@@ -23,6 +23,9 @@ Reliability:
   created.
 - A run store that cannot be written (disk full) stops the run: it is marked ``Failed`` when
   the record can still be written, and a ``StoreWriteError`` (exit 1) says what to do.
+
+Long on purpose: a run's lifecycle (record, schedule, signals, cache, lineage) is one class;
+how each stage kind runs is in ``handlers.py``.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import shutil
-import signal
 import threading
 import time
 import traceback
@@ -42,23 +43,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from config.errors import UserError
-from steps.spec import (
-    EvaluationStage, GateStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage, TrainingStage,
-)
+from steps.spec import EvaluationStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage
 from workflows.local import store, supervise
 from workflows.local.cache import StageCache, copy_tree
-from workflows.local.data import feature_rows, fetch, tree_hash
+from workflows.local.data import check_line_length, fetch, tree_hash
 from workflows.local.stages import WAITING
-from workflows.local.worker import Job, Workers
+from workflows.local.handlers import DONE, StageFailed, StageHandlers
+from workflows.local.worker import Workers
 
-CACHEABLE = {"processing", "training", "evaluation", "transform"}
+CACHEABLE = {"processing", "training", "evaluation", "transform", "tuning"}
 PARALLEL = 2  # stages running at once when the DAG allows: independent branches overlap
-DONE = {"Succeeded", "Cached"}
 # The code that emulates SageMaker's containers is part of every cache key (all xgboost_* modules:
 # the algorithm and its model format), so changing it recomputes what it produced.
 EMULATOR_CODE = sorted(Path(__file__).parent.glob("xgboost*.py")) + [Path(__file__).with_name("stages.py")]
 GRACE = 5.0  # seconds the stage threads get to wind down after an interruption
-MAX_LINE_BYTES = 1 << 20  # a longer "row" in an input file is refused (MLPIPE_MAX_LINE_BYTES overrides)
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
@@ -86,56 +84,7 @@ class Options:
         return cls(**{k: v for k, v in stored.items() if k in known})
 
 
-class StageFailed(Exception):
-    def __init__(self, stage: str, code: int, message: str) -> None:
-        self.stage, self.code, self.message = stage, code, message
-        super().__init__(message)
-
-
-def max_line_bytes() -> int:
-    try:
-        return max(1024, int(os.environ.get("MLPIPE_MAX_LINE_BYTES", MAX_LINE_BYTES)))
-    except ValueError:
-        return MAX_LINE_BYTES
-
-
-def long_line(path: Path, limit: int) -> int | None:
-    """The number of the first line of ``path`` longer than ``limit`` bytes, or None. Reads in
-    chunks of at most ``limit`` bytes, so memory stays bounded whatever the file holds."""
-    chunk_size = min(limit, 1 << 20)
-    current = 0  # bytes of the line being read so far
-    line = 1
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            first = chunk.find(b"\n")
-            if first < 0:
-                current += len(chunk)
-            else:
-                if current + first > limit:
-                    return line
-                line += chunk.count(b"\n")  # lines wholly inside a chunk are shorter than the limit
-                current = len(chunk) - chunk.rfind(b"\n") - 1
-            if current > limit:
-                return line
-    return None
-
-
-def check_line_length(path: Path, source: str) -> None:
-    """Refuse an input whose "rows" are not rows (e.g. a single line of tens of MB) early, in
-    bounded memory, instead of letting a CSV reader chew on it for minutes."""
-    limit = max_line_bytes()
-    paths = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for p in paths:
-        number = long_line(p, limit)
-        if number is not None:
-            where = "" if p == path else f" ({p.name})"
-            raise UserError(f"input data {source}{where}: line {number} is a line longer than {limit} bytes; "
-                            "this does not look like a CSV file with one row per line",
-                            fix="pass a CSV file with one row per line (or raise the limit with "
-                                "MLPIPE_MAX_LINE_BYTES)")
-
-
-class LocalRun:
+class LocalRun(StageHandlers):
     def __init__(self, spec: PipelineSpec, options: Options, root: Path, record: dict[str, Any] | None = None,
                  observer: Callable[[dict[str, Any]], None] | None = None,
                  lock: store.RunLock | None = None) -> None:
@@ -310,15 +259,11 @@ class LocalRun:
 
     # --- parameters and references ---------------------------------------------------------
     def parameters(self) -> dict[str, Any]:
+        """Declared defaults, overridden by ``--param`` (checked by the one parser every command uses)."""
+        from steps.params import parse_params
+
         values = {p.name: p.default for p in self.spec.parameters}
-        for name, raw in self.options.params.items():
-            try:
-                values[name] = self.spec.parameter(name).coerce(raw)
-            except KeyError:
-                raise UserError(f"unknown parameter {name!r}",
-                                fix=f"declared parameters: {', '.join(values) or 'none'}") from None
-            except ValueError as exc:
-                raise UserError(f"parameter {name}: {exc}", fix=f"give a {self.spec.parameter(name).type}") from None
+        values.update(parse_params([f"{k}={v}" for k, v in self.options.params.items()], self.spec.parameters))
         return values
 
     def data_parameter(self) -> str | None:
@@ -398,7 +343,7 @@ class LocalRun:
                 meta = store.read_json(work / "stage.json")
                 self._set(entry, outputs=meta["outputs"], status="Cached", cache_key=key)
             else:
-                outputs = getattr(self, f"_{stage.kind}")(stage, work)
+                outputs = self.handler(stage)(stage, work)
                 self._set(entry, outputs=outputs, status="Succeeded", cache_key=key)
             self._set(entry, duration=round(time.perf_counter() - t0, 3), log=f"stages/{stage.name}/log.txt")
             with self._lock:
@@ -513,233 +458,6 @@ class LocalRun:
             h.update(path.read_bytes())
         return h.hexdigest()
 
-    def _job(self, stage: Stage, work: Path, **kwargs) -> None:
-        if self.stopping:
-            raise StageFailed(stage.name, -signal.SIGKILL, "not started: the run is being stopped")
-        job = Job(cwd=str(work), log=str(work / "log.txt"), **kwargs)
-        timeout = stage.instance.max_runtime_seconds if getattr(stage, "instance", None) else None
-        code, _ = self.workers.run(job, timeout=timeout)
-        if code != 0:
-            message = store.tail(work / "log.txt")
-            if code < 0:
-                message += f"\n(the stage process was killed by {supervise.signal_name(-code)})"
-            raise StageFailed(stage.name, code, message)
-
-    def _link(self, src: Path, dst: Path) -> None:
-        """Map an upstream artifact into this stage's contract path (a directory)."""
-        dst.mkdir(parents=True, exist_ok=True)
-        items = [src] if src.is_file() else sorted(src.iterdir())
-        for item in items:
-            (dst / item.name).symlink_to(item.resolve())
-
-    def _processing(self, stage: ProcessingStage, work: Path) -> dict:
-        base = work / "opt/ml/processing"
-        for name, value in stage.inputs.items():
-            src = self._input_path(stage, name, value)
-            self._link(src, base / "input" / name)
-        for out in stage.outputs:
-            (base / out).mkdir(parents=True, exist_ok=True)
-        self._job(stage, work, script=str(stage.code.entry), argv=list(stage.arguments),
-                  env={"MLPIPE_PROCESSING_DIR": str(base)})
-        return {o: {"path": f"opt/ml/processing/{o}"} for o in stage.outputs}
-
-    def _input_path(self, stage: Stage, name: str, value: Any) -> Path:
-        if isinstance(value, ParamRef):
-            path = self.local_data(value.name, value.name in self.options.params)
-            if path is None:
-                raise StageFailed(stage.name, 2, f"{stage.name}: input {name} (${value.name}) is an S3 URI; "
-                                                 f"pass --param {value.name}=PATH")
-            return path
-        resolved = self.resolve(value, stage)
-        if isinstance(resolved, str) and resolved.startswith("s3://"):
-            return fetch(resolved, self.root / ".datasets", self.options.aws)[0]
-        return Path(resolved)
-
-    def _training(self, stage: TrainingStage, work: Path) -> dict:
-        ml = work / "opt/ml"
-        env = {"SM_MODEL_DIR": str(ml / "model"), "SM_INPUT_CONFIG_DIR": str(ml / "input/config"),
-               "SM_OUTPUT_DATA_DIR": str(ml / "output/data"), "SM_CHECKPOINT_DIR": str(ml / "checkpoints"),
-               "SM_CHANNELS": json.dumps(sorted(stage.inputs)), "SM_NUM_GPUS": "0", "SM_NUM_CPUS": "1",
-               "SM_HOSTS": json.dumps(["algo-1"]), "SM_CURRENT_HOST": "algo-1",
-               "SM_HPS": json.dumps(dict(stage.hyperparameters), sort_keys=True)}
-        for channel, value in stage.inputs.items():
-            self._link(self._input_path(stage, channel, value), ml / "input/data" / channel)
-            env[f"SM_CHANNEL_{channel.upper()}"] = str(ml / "input/data" / channel)
-        for d in ("model", "output/data", "checkpoints"):
-            (ml / d).mkdir(parents=True, exist_ok=True)
-        store.write_json(ml / "input/config/hyperparameters.json",
-                         {k: str(v) for k, v in stage.hyperparameters.items()})
-        out_tar = str(work / "outputs/model/model.tar.gz")
-        if stage.image.kind == "algorithm":
-            self._job(stage, work, call="workflows.local.stages:train_xgboost",
-                      kwargs={"model_dir": env["SM_MODEL_DIR"], "out_tar": out_tar}, env=env)
-        else:
-            try:
-                import importlib.util
-
-                missing = importlib.util.find_spec("torch") is None
-            except ValueError:
-                missing = True
-            if missing:
-                raise StageFailed(stage.name, 2, "PyTorch is not installed; install the extra: "
-                                                 ".venv/bin/pip install -e '.[torch]'")
-            argv = [a for k, v in sorted(stage.hyperparameters.items()) for a in (f"--{k}", str(v))]
-            self._job(stage, work, call="workflows.local.stages:train_script",
-                      kwargs={"script": str(stage.entry_point.entry), "argv": argv,
-                              "model_dir": env["SM_MODEL_DIR"], "out_tar": out_tar}, env=env)
-        return {"model": {"path": "outputs/model"}}
-
-    def _evaluation(self, stage: EvaluationStage, work: Path) -> dict:
-        base = work / "opt/ml/processing"
-        self._link(self._input_path(stage, "model", stage.inputs["model"]), base / "model")
-        self._link(self._input_path(stage, "test", stage.inputs["test"]), base / "test")
-        (base / "evaluation").mkdir(parents=True)
-        self._job(stage, work, script=str(stage.code.entry), argv=["--problem-type", stage.problem_type],
-                  env={"MLPIPE_PROCESSING_DIR": str(base)})
-        return {"evaluation": {"path": "opt/ml/processing/evaluation"}}
-
-    def _gate(self, stage: GateStage, work: Path) -> dict:
-        threshold = self.options.gate_threshold if self.options.gate_threshold is not None else stage.threshold
-        evaluation = self.resolve(stage.inputs["evaluation"], stage) / "evaluation.json"
-        self._job(stage, work, call="workflows.local.stages:gate",
-                  kwargs={"evaluation": str(evaluation), "metric": stage.metric,
-                          "comparison": stage.comparison, "threshold": threshold})
-        return {"passed": {"value": True}, "threshold": {"value": threshold},
-                **self._result_outputs(work, ["value"])}
-
-    def _model(self, stage: Stage, work: Path) -> dict:
-        artifact = self.resolve(stage.inputs["model_data"], stage) / "model.tar.gz"
-        name = f"{self.spec.name}-{stage.name}-{self.record['run_id'].rsplit('-', 1)[-1]}"[:63]
-        image = {"kind": stage.image.kind, "name": stage.image.name, "version": stage.image.version}
-        self._job(stage, work, call="workflows.local.stages:create_model",
-                  kwargs={"name": name, "artifact": str(artifact), "image": image})
-        return {"model_name": {"value": name}, "artifact": {"value": str(artifact)}}
-
-    def _model_artifact(self, model_ref: OutputRef) -> Path:
-        return Path(self.record["stages"][model_ref.stage]["outputs"]["artifact"]["value"])
-
-    def _register(self, stage: Stage, work: Path) -> dict:
-        entry = {"model_name": self.resolve(stage.inputs["model"], stage),
-                 "artifact": str(self._model_artifact(stage.inputs["model"])),
-                 "approval_status": self.resolve(stage.inputs["approval_status"], stage),
-                 "metrics": self.metrics(), "run_id": self.record["run_id"], "stage": stage.name,
-                 "image": {"name": stage.image.name, "version": stage.image.version},
-                 "content_types": list(stage.content_types), "response_types": list(stage.response_types)}
-        self._job(stage, work, call="workflows.local.stages:register",
-                  kwargs={"runs_root": str(self.root), "group": stage.model_package_group, "entry": entry})
-        return self._result_outputs(work, ["model_package_arn", "version", "group", "approval_status"])
-
-    def _approval(self, stage: Stage, work: Path) -> dict:
-        decision = self.record["approvals"].get(stage.name)  # set by `mlpipe approve RUN_ID`
-        self._job(stage, work, call="workflows.local.stages:approval",
-                  kwargs={"mode": self.options.approval, "decision": decision})
-        verdict = decision or "approved"
-        if verdict == "approved":
-            # The registry says so before anything downstream (the endpoint) deploys.
-            if decision is None:
-                self._set_registered(stage, "Approved", f"approved automatically (--approval {self.options.approval})",
-                                     only_pending=True)
-            else:
-                self._set_registered(stage, "Approved", "approved with `mlpipe approve`", only_pending=False)
-        return {"decision": {"value": verdict}}
-
-    def _ancestors(self, name: str) -> set[str]:
-        found: set[str] = set()
-        frontier = [name]
-        while frontier:
-            for up in self.spec.stage(frontier.pop()).upstream:
-                if up not in found:
-                    found.add(up)
-                    frontier.append(up)
-        return found
-
-    def _set_registered(self, stage: Stage, status: str, reason: str, only_pending: bool) -> None:
-        """Set the registry status of the versions this run registered upstream of ``stage``
-        (idempotent), and record it in the register stages' outputs."""
-        from workflows.local import registry
-
-        ancestors = self._ancestors(stage.name)
-        registers = [s for s in self.spec.stages if s.kind == "register" and s.name in ancestors] \
-            or [s for s in self.spec.stages if s.kind == "register"]
-        for s in registers:
-            entry = self.record["stages"][s.name]
-            outs = entry.get("outputs", {})
-            if entry["status"] not in DONE or "version" not in outs or "group" not in outs:
-                continue
-            if only_pending and outs.get("approval_status", {}).get("value") != "PendingManualApproval":
-                continue
-            registry.set_status(self.root, outs["group"]["value"], str(outs["version"]["value"]), status, reason)
-            with self._lock:
-                outs["approval_status"] = {"value": status}
-        self._save()
-
-    def _test_csv(self) -> Path:
-        for s in self.spec.stages:
-            if isinstance(s, EvaluationStage):
-                path = self.resolve(s.inputs["test"], s)
-                return path / "test.csv" if path.is_dir() else path
-        raise RuntimeError("no evaluation stage provides test rows")
-
-    def _endpoint(self, stage: Stage, work: Path) -> dict:
-        self._job(stage, work, call="workflows.local.stages:endpoint",
-                  kwargs={"model_tar": str(self._model_artifact(stage.inputs["model"])),
-                          "test_csv": str(self._test_csv()),
-                          "capture": str(work / "outputs/data-capture/capture.jsonl"),
-                          "percentage": stage.sampling_percentage if stage.data_capture else 0,
-                          "endpoint_name": stage.endpoint_name})
-        return {"endpoint_name": {"value": stage.endpoint_name},
-                **self._result_outputs(work, ["url", "max_abs_diff", "matches_in_process_model"])}
-
-    def _batch_input(self, stage: Stage, work: Path) -> Path:
-        data = stage.inputs["data"]
-        path = None
-        if isinstance(data, ParamRef):
-            path = self.local_data(data.name, data.name in self.options.params)
-        if path is None:
-            # No local batch file: score the test split's rows (features only, model-input format).
-            path = work / "input/batch.csv"
-            store.write_bytes(path, ("\n".join(feature_rows(self._test_csv())) + "\n").encode())
-        return path
-
-    def _batch_fallback_hash(self, stage: Stage) -> str:
-        try:
-            return tree_hash(self._test_csv())
-        except Exception:
-            return ""
-
-    def _transform(self, stage: Stage, work: Path) -> dict:
-        source = self._batch_input(stage, work)
-        self._job(stage, work, call="workflows.local.stages:transform",
-                  kwargs={"model_tar": str(self._model_artifact(stage.inputs["model"])),
-                          "input_path": str(source), "output_dir": str(work / "outputs/predictions")})
-        return {"predictions": {"path": "outputs/predictions"}, **self._result_outputs(work, ["rows"])}
-
-    def _lambda(self, stage: Stage, work: Path) -> dict:
-        from workflows.local.emulator import isolate_from_real_aws
-
-        event = {k: self.resolve(v, stage) for k, v in stage.inputs.items()}
-        event["execution_id"] = self.record["run_id"]
-        env = isolate_from_real_aws({**dict(stage.environment), **self.emulator.env()})
-        try:
-            self._job(stage, work, call="workflows.local.stages:invoke_lambda",
-                      kwargs={"handler": stage.handler, "event": event}, env=env)
-        finally:
-            self.emulator.save()
-        outputs = self._result_outputs(work, ["result"])
-        name = stage.environment.get("PARAMETER_NAME")
-        if name:
-            value = self.emulator.get_parameter(name)
-            with self._lock:
-                self.record.setdefault("ssm", {})[name] = value
-            outputs["parameter"] = {"value": {"name": name, "value": value}}
-        return outputs
-
-    def _result_outputs(self, work: Path, keys: list[str]) -> dict:
-        path = work / "result.json"
-        result = store.read_json(path) if path.is_file() else {}
-        return {k: {"value": result[k]} for k in keys if k in result}
-
-    # --- summary -------------------------------------------------------------------------
     def metrics(self) -> dict[str, float]:
         for s in reversed(self.spec.stages):
             if isinstance(s, EvaluationStage) and self.record["stages"][s.name]["status"] in DONE:

@@ -2,7 +2,8 @@
 
 ``stepfunctions.py`` and ``sagemaker.py`` never import each other; what both need from the
 sagemaker SDK lives in ``sdk.py``. This package's ``__init__`` imports neither SDK: they load
-only when something is rendered. The same spec gives the same bytes.
+only when something is rendered and the render cache (``cache.py``) does not already hold the
+definition. The same spec gives the same bytes.
 """
 
 from __future__ import annotations
@@ -43,12 +44,28 @@ def definition(spec: PipelineSpec, target: str) -> dict[str, Any]:
     return doc
 
 
-def render(spec: PipelineSpec, target: str) -> dict[str, bytes]:
-    """Relative path -> bytes of every file a build writes (``target``: one, or ``all``)."""
+def definition_bytes(spec: PipelineSpec, target: str, use_cache: bool = True) -> bytes:
+    """One target's definition as the bytes a build writes: from the render cache when it
+    holds them (no SDK is imported), else rendered, checked and stored there."""
+    if not use_cache:
+        return dumps(definition(spec, target)).encode()
+    from workflows.render import cache
+
+    key = cache.key(spec.fingerprint, target)
+    data = cache.load(key)
+    if data is None:
+        data = dumps(definition(spec, target)).encode()
+        cache.store(key, data)
+    return data
+
+
+def render(spec: PipelineSpec, target: str, use_cache: bool = True) -> dict[str, bytes]:
+    """Relative path -> bytes of every file a build writes (``target``: one, or ``all``).
+    ``use_cache=False`` renders with the SDKs whatever the render cache holds."""
     files: dict[str, bytes] = {}
     for t, path in (("stepfunctions", STATE_MACHINE_FILE), ("sagemaker", PIPELINE_FILE)):
         if target in (t, "all"):
-            files[path] = dumps(definition(spec, t)).encode()
+            files[path] = definition_bytes(spec, t, use_cache)
     manifest = {"pipeline": spec.name, "fingerprint": spec.fingerprint, "assets": []}
     for asset in spec.assets:
         files[f"assets/{asset.key}"] = asset.content()
@@ -63,7 +80,8 @@ _RENDERED: dict[tuple[str, str], dict[str, bytes]] = {}
 
 def render_cached(spec: PipelineSpec, target: str) -> dict[str, bytes]:
     """``render`` once per spec fingerprint (config + code hashes + account) and target in
-    this process: a deploy and an export in one process reuse it."""
+    this process: a deploy and an export in one process reuse it (and across processes, the
+    render cache on disk does)."""
     key = (spec.fingerprint, target)
     if key not in _RENDERED:
         _RENDERED[key] = render(spec, target)

@@ -7,12 +7,18 @@ build those, and both need the SDK quiet, offline and independent of the caller'
   and the stepfunctions SDK build boto3 sessions from the environment);
 - ``offline_session`` has dummy credentials, an explicit SDK-config dict, a pre-resolved
   default bucket, and refuses every botocore call, so no hidden STS/S3 call can slip in;
-- image URIs come from the SDK's bundled tables (offline).
+- image URIs come from the SDK's bundled tables (offline);
+- what the SDK would redo for every object it builds is done once per process: botocore's
+  data files are parsed once (one loader per search path, shared by every botocore session);
+  the SDK-defaults dict is validated once per distinct content and each image-URI table is
+  read once (``_load_once``). The rendered bytes do not change (the golden files pin them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import warnings
@@ -20,6 +26,9 @@ from typing import Any
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 logging.getLogger("sagemaker").setLevel(logging.ERROR)
+# "Not applying SDK defaults from location ...", "Applied value from config key ...": set
+# before the import, or the SDK gives this logger level INFO and a handler of its own.
+logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", module=r"sagemaker(\..*)?$")
 warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
 
@@ -42,7 +51,66 @@ def isolated_env(region: str | None = None):
         os.environ.update(saved)
 
 
-with isolated_env():
+# --- botocore's data files, parsed once per process ------------------------------------------
+# botocore gives every session its own loader, so each session (``import sagemaker`` makes
+# several; each PipelineSession, the estimator's default-session client and the stepfunctions
+# SDK's partition lookups make more) and the SDK's endpoint resolver re-parse the same files
+# (the sagemaker service model, endpoints.json: ~0.1-0.2 s each). Here there is one loader per
+# search path; a loader's cache only ever holds what it read from those paths, so sharing it
+# changes nothing but the number of reads. The default path shares the loader the config
+# checks already used (``config.aws_api``), whose models are parsed by then.
+
+import botocore.loaders  # noqa: E402
+import botocore.session  # noqa: E402
+
+from config import aws_api  # noqa: E402
+
+
+class _SearchPaths(list):
+    """A shared loader's search paths: each ``boto3.Session`` appends boto3's data directory
+    to its loader's; appending a path already there is a no-op, so sharing does not grow the
+    list (nor change which file a lookup finds)."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+def _shareable(loader):
+    if not isinstance(loader.search_paths, _SearchPaths):
+        loader._search_paths = _SearchPaths(loader.search_paths)
+    return loader
+
+
+_create_loader = botocore.loaders.create_loader
+_LOADERS: dict[str | None, Any] = {None: _shareable(aws_api._loader())}
+
+
+def _shared_loader(search_path_string: str | None = None):
+    """``botocore.loaders.create_loader``, one loader per search path."""
+    if search_path_string not in _LOADERS:
+        _LOADERS[search_path_string] = _shareable(_create_loader(search_path_string))
+    return _LOADERS[search_path_string]
+
+
+botocore.loaders.create_loader = _shared_loader
+botocore.session.create_loader = _shared_loader
+
+
+@contextlib.contextmanager
+def _default_loader_shared():
+    """While the SDK is imported, ``botocore.loaders.Loader()`` with no arguments (what
+    ``sagemaker.workflow.properties`` calls to read the sagemaker service model's shapes) is
+    the shared default loader too."""
+    loader_class = botocore.loaders.Loader
+    botocore.loaders.Loader = lambda *a, **k: _LOADERS[None] if not (a or k) else loader_class(*a, **k)
+    try:
+        yield
+    finally:
+        botocore.loaders.Loader = loader_class
+
+
+with isolated_env(), _default_loader_shared():
     import sagemaker  # noqa: E402,F401
 
 import boto3  # noqa: E402
@@ -54,6 +122,43 @@ from steps.spec import Image, PipelineSpec  # noqa: E402
 # A non-empty SDK-defaults dict: an empty one makes the Session read config files from disk or
 # S3, and TelemetryOptOut stops the estimator's telemetry call.
 _OFFLINE_SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+def _load_once() -> None:
+    """Make the SDK's per-object re-reads one-time work (the output is the same).
+
+    - Every ``resolve_value_from_config`` (about 115 per build: each estimator, processor,
+      model, transformer and request builder) re-validates the session's SDK-defaults dict with
+      ``jsonschema.validate``, which first re-checks the SDK's whole config schema against the
+      JSON Schema meta-schema (~0.2 s each). Here a dict is validated against the schema once
+      per distinct content (canonical JSON), with the same error a failure raises; the schema
+      itself is a constant of the installed SDK (tests/test_render_cache.py checks it).
+    - ``image_uris.config_for_framework`` re-reads and re-parses the framework's JSON table on
+      every ``retrieve``; it is read once per framework (``retrieve`` only reads it).
+    """
+    import jsonschema
+    from sagemaker import session as sm_session
+    from sagemaker import utils as sm_utils
+    from sagemaker.config import config as sm_config
+
+    schema = sm_config.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    valid: set[str] = set()
+
+    def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
+        key = json.dumps(sagemaker_config, sort_keys=True, default=repr)
+        if key not in valid:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(sagemaker_config))
+            if error is not None:
+                raise error
+            valid.add(key)
+
+    for module in (sm_utils, sm_session, sm_config, sagemaker.config):
+        module.validate_sagemaker_config = validate_sagemaker_config
+    image_uris.config_for_framework = functools.lru_cache(maxsize=None)(image_uris.config_for_framework)
+
+
+_load_once()
 
 
 class OfflineCallError(RuntimeError):

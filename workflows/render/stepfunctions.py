@@ -15,10 +15,13 @@ State data layout:
 Job names: ``<pipeline>-<stage>-<md5(execution name)>-<retry count>``, computed inside the state
 machine with States.Format, at most 63 characters of [a-z0-9-]. The hash makes two executions
 (scheduled ones too) differ; ``$$.State.RetryCount`` makes a retry differ from its first attempt.
+
+The SDK's partition lookup for each integration ARN is asked once per region (``_partition_once``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
@@ -37,6 +40,7 @@ from stepfunctions.steps import (
     Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, ModelStep,
     Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep,
 )
+from stepfunctions.steps import integration_resources
 from stepfunctions.workflow import Workflow
 
 from steps import naming
@@ -391,8 +395,27 @@ def _rewrite(node: Any) -> Any:
     return node
 
 
+_PARTITIONS: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def _partition_once(region: str):
+    """The SDK looks up the partition of every service-integration ARN it writes by building
+    three or more fresh boto3 sessions (``get_aws_partition``: ~30 lookups per state machine).
+    Inside ``isolated_env(region)`` the answer depends only on the region, so the SDK's own
+    function is asked once per region and its answer reused while this render runs."""
+    original = integration_resources.get_aws_partition
+    if region not in _PARTITIONS:
+        _PARTITIONS[region] = original()
+    integration_resources.get_aws_partition = lambda: _PARTITIONS[region]
+    try:
+        yield
+    finally:
+        integration_resources.get_aws_partition = original
+
+
 def render_state_machine(spec: PipelineSpec) -> dict[str, Any]:
-    with isolated_env(spec.region):
+    with isolated_env(spec.region), _partition_once(spec.region):
         return _render(spec)
 
 

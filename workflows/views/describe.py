@@ -11,7 +11,7 @@ from steps.spec import PipelineSpec, Stage
 def _stage_info(stage: Stage) -> dict[str, Any]:
     """A view of the stage's one serialisation (``Stage.to_dict``) for people and scripts."""
     d = stage.to_dict()
-    instance = d.get("instance")
+    instance = d.get("instance") or (d.get("training") or {}).get("instance")
     info: dict[str, Any] = {
         "name": d["name"],
         "kind": d["kind"],
@@ -21,13 +21,18 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
         "outputs": d["outputs"],
         "depends_on": d["upstream"],
     }
-    image = d.get("image")
+    image = d.get("image") or (d.get("training") or {}).get("image")
     if image:
         info["image"] = f"{image['name']}:{image['version']}" + (f" ({image['py_version']})" if image.get("py_version") else "")
     if d.get("hyperparameters"):
         info["hyperparameters"] = d["hyperparameters"]
     if stage.kind == "gate":
         info["rule"] = stage.describe()
+    if stage.kind == "tuning":
+        info["tuning"] = {k: d[k] for k in ("strategy", "objective_metric", "objective_type", "max_jobs",
+                                            "max_parallel_jobs", "early_stopping")}
+        info["tuning"]["ranges"] = {r["name"]: {k: v for k, v in r.items() if k != "name" and v not in (None, [])}
+                                    for r in d["ranges"]}
     code = d.get("code") or d.get("entry_point")
     if code:
         info["code"] = {"name": code["entry"], "sha256": code["sha256"]}

@@ -24,7 +24,7 @@ from steps.spec import PipelineSpec
 COLOURS = {
     "processing": "#dbeafe", "training": "#fde68a", "evaluation": "#e9d5ff", "gate": "#fecaca",
     "model": "#bbf7d0", "register": "#bbf7d0", "approval": "#fed7aa", "endpoint": "#a7f3d0",
-    "transform": "#a7f3d0", "lambda": "#e5e7eb",
+    "transform": "#a7f3d0", "lambda": "#e5e7eb", "tuning": "#fcd34d",
 }
 # fill colour per stage state, for pictures of runs (local statuses and the AWS ones, lowercased)
 STATE_COLOURS = {

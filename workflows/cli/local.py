@@ -1,5 +1,6 @@
-"""Local commands: ``run``, ``runs``, ``lineage``, ``serve``, ``models``, and the local side
-of ``approve``/``reject``.
+"""``mlpipe run``, ``runs``, ``lineage``, ``serve``, ``models``, and the local side of
+``approve``/``reject``: arguments in, progress and results out. The work is in
+``workflows/local/`` (the runner, and ``session.py`` for resume and approvals).
 
 Exit codes of ``mlpipe run`` (and of ``approve``, which continues the run): 0 succeeded,
 1 a stage failed (or the run store could not be written), 2 bad input (a ``UserError``: one
@@ -13,84 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from config.errors import UserError
-from workflows.local import store
+from workflows.local import session, store
 
 EXIT_FAILED, EXIT_WAITING = 1, 3
 STATUS_STYLE = {"Succeeded": "green", "Cached": "cyan", "Failed": "red", "Running": "yellow", "Waiting": "magenta",
                 "Skipped": "dim", "Pending": "dim", "Rejected": "magenta", "Interrupted": "red", "Damaged": "red"}
-RESUMABLE = {"Failed", "Waiting", "Interrupted"}
-
-
-# --- building the run ------------------------------------------------------------------------
-
-def _parse_params(pairs: list[str]) -> dict[str, str]:
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--param {pair!r} is not KEY=VALUE", fix="e.g. --param TrainingInstanceCount=2")
-        params[key] = value
-    return params
-
-
-def _index_or_name(value: str) -> int | str:
-    return int(value) if value.lstrip("-").isdigit() else value
-
-
-def _spec_for(options):
-    """Load the config and apply the run's overrides (own data, gate threshold) before the spec
-    is built, so every stage sees the same data section."""
-    from config.loader import load_config
-    from steps.pipeline import build_spec
-
-    config = load_config(options.config)
-    data = config.data
-    if options.input or options.target_column is not None or options.delimiter or options.header is not None \
-            or options.categorical or options.problem_type:
-        if data is None:
-            raise UserError("this pipeline has no data section, so --input/--target cannot replace it",
-                            source=str(config._source), field="data")
-        if options.input and options.target_column is None:
-            raise UserError("--input needs --target NAME_OR_INDEX (the column to predict)")
-        changes: dict[str, Any] = {"local": None}
-        if options.input:
-            changes.update(target=_index_or_name(options.target_column), header=options.header,
-                           delimiter=options.delimiter, column_names=None,
-                           categorical=[_index_or_name(c) for c in options.categorical] if options.categorical else None)
-        else:
-            if options.target_column is not None:
-                changes["target"] = _index_or_name(options.target_column)
-            if options.header is not None:
-                changes["header"] = options.header
-            if options.delimiter:
-                changes["delimiter"] = options.delimiter
-            if options.categorical:
-                changes["categorical"] = [_index_or_name(c) for c in options.categorical]
-            changes.pop("local")
-        if options.problem_type:
-            changes["problem_type"] = options.problem_type
-        if isinstance(changes.get("target"), str) and changes.get("header") is False:
-            raise UserError("a target given by name needs a header row", fix="drop --no-header, or give the column index")
-        from config.loader import validate_document
-
-        doc = config.model_dump(mode="json", by_alias=True)
-        doc["data"] = {**data.model_dump(mode="json"), **changes}
-        if doc["data"].get("header") is None and isinstance(doc["data"]["target"], str):
-            doc["data"]["header"] = True
-        source = config._source
-        config = validate_document(doc, f"{source} (with command-line data options)")
-        config._source = source
-    if options.gate_threshold is not None and not any(getattr(s, "gate", None) for s in config.stages):
-        raise UserError("--gate-threshold given, but this pipeline has no quality gate")
-    return build_spec(config)
 
 
 def _options_from_args(args: argparse.Namespace):
+    from steps.params import split_params
     from workflows.local.runner import Options
 
     if args.target_column is not None and not args.input:
@@ -100,7 +36,7 @@ def _options_from_args(args: argparse.Namespace):
     return Options(config=str(Path(args.config).resolve()) if args.config else None, input=args.input,
                    target_column=args.target_column, delimiter=args.delimiter, header=args.header,
                    categorical=args.categorical, problem_type=args.problem_type, gate_threshold=args.gate_threshold,
-                   approval=args.approval, params=_parse_params(args.param), no_cache=args.no_cache,
+                   approval=args.approval, params=split_params(args.param), no_cache=args.no_cache,
                    tracking_uri=args.tracking_uri,
                    aws={"endpoint_url": args.endpoint_url, "region": args.region, "profile": args.profile})
 
@@ -263,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
             if args.resume:
                 return _resume(root, args.resume, args.output, overrides=_resume_overrides(args))
             options = _options_from_args(args)
-            spec = _spec_for(options)
+            spec = session.spec_for(options)
+            from steps.params import parse_params
+
+            parse_params(args.param, spec.parameters)  # every --param checked before anything runs
             return _execute(spec, options, root, None, args.output)
     except Interrupted as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -293,135 +232,37 @@ def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _resume(root: Path, run_id: str, output: str, decision: tuple[str, str] | None = None,
             overrides: dict[str, Any] | None = None, lock: store.RunLock | None = None) -> int:
-    """Continue a run from where it stopped. Holds the run's lock (taken here unless the caller
+    """Continue a run from where it stopped, holding its lock (taken here unless the caller
     holds it): a second resume/approve/reject of the same run gets a UserError."""
     if lock is None:
-        path = store.find_run(root, run_id)
-        with store.RunLock(path, "resume") as held:
+        with store.RunLock(store.find_run(root, run_id), "resume") as held:
             return _resume(root, run_id, output, decision, overrides, lock=held)
-    from workflows.local.runner import DONE, Options
-
-    path = store.find_run(root, run_id)
-    record = store.read_record(path)
-    status = store.effective_status(record)
-    if status == "Running":
-        raise UserError(f"run {record['run_id']} is still running (pid {(record.get('owner') or {}).get('pid')})",
-                        fix="wait for it to finish, or stop it first")
-    if status == "Succeeded" and decision is None:
-        raise UserError(f"run {record['run_id']} already succeeded; nothing to resume")
-    if status == "Rejected":
-        raise UserError(f"run {record['run_id']} was rejected; nothing to resume", fix="start a new run")
-    overrides = overrides or {}
-    try:
-        options = Options.from_record(record.get("options") or {})
-    except TypeError as exc:
-        raise UserError(f"the run record {path / 'run.json'} is damaged (its options: {exc})",
-                        fix="start a new run with `mlpipe run`") from None
-    if "gate_threshold" in overrides:  # the run's threshold from now on
-        gates = [n for n in record["order"] if record["stages"][n]["kind"] == "gate"]
-        passed = [n for n in gates if record["stages"][n]["status"] in DONE]
-        if passed and overrides["gate_threshold"] != options.gate_threshold:
-            raise UserError(f"the quality gate {passed[0]} of run {record['run_id']} already passed; a new "
-                            "--gate-threshold cannot apply to it", fix="start a new run with --gate-threshold")
-        options.gate_threshold = overrides["gate_threshold"]
-        record["options"]["gate_threshold"] = overrides["gate_threshold"]
-    if "tracking_uri" in overrides:
-        options.tracking_uri = record["options"]["tracking_uri"] = overrides["tracking_uri"]
-    if overrides.get("no_cache"):
-        options.no_cache = True  # this resume recomputes (and refreshes) what it runs
-    spec = _spec_for(options)
-    if [s.name for s in spec.stages] != record["order"]:
-        raise UserError("the pipeline's stages changed since this run started", fix="start a new run")
-    for name in record["order"]:
-        entry = record["stages"][name]
-        if entry["status"] not in DONE:
-            entry["status"] = "Pending"
-            for key in ("reason", "error", "error_kind", "exit_code", "warnings"):
-                entry.pop(key, None)
-    if decision is not None:
-        stage, verdict = decision
-        record["approvals"][stage] = verdict
+    spec, options, record = session.prepare_resume(root, run_id, decision, overrides)
     return _execute(spec, options, root, record, output, lock=lock)
-
-
-def _waiting_approval(root: Path, run_id: str) -> tuple[Path, dict, str]:
-    path = store.find_run(root, run_id)
-    record = store.read_record(path)
-    waiting = [n for n in record["order"] if record["stages"][n]["kind"] == "approval"
-               and record["stages"][n]["status"] == "Waiting"]
-    if not waiting or store.effective_status(record) not in ("Waiting", "Failed", "Interrupted"):
-        raise UserError(f"run {record['run_id']} is not waiting for an approval (status "
-                        f"{store.effective_status(record)})", fix="start it with `mlpipe run --approval manual`")
-    return path, record, waiting[0]
-
-
-def _set_version_status(root: Path, record: dict, status: str, reason: str = "") -> None:
-    from workflows.local import registry
-
-    for name in record["order"]:
-        stage = record["stages"][name]
-        if stage["kind"] == "register" and "version" in stage.get("outputs", {}):
-            registry.set_status(root, stage["outputs"]["group"]["value"], str(stage["outputs"]["version"]["value"]),
-                                status, reason)
-            stage["outputs"]["approval_status"] = {"value": status}
 
 
 def approve_local(args: argparse.Namespace) -> int:
     """Approve a paused run and continue it (the approval stage sets the registry version to
-    Approved before the endpoint deploys). Holds the run's lock: a concurrent approve or
-    reject of the same run gets a UserError, so there is exactly one decision."""
+    Approved before the endpoint deploys); exactly one decision under the run's lock."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
     path = store.find_run(root, args.execution)
     with store.RunLock(path, "approve") as lock:
-        _, record, stage = _waiting_approval(root, args.execution)
+        _, record, stage = session.waiting_approval(root, args.execution)
         return _resume(root, record["run_id"], getattr(args, "output", "table"), decision=(stage, "approved"),
                        lock=lock)
 
 
 def reject_local(args: argparse.Namespace) -> int:
-    """A rejection ends the run cleanly: the approval stage records it, nothing is deployed,
-    the run's status is ``Rejected``. Holds the run's lock, like approve."""
+    """Reject a paused run: it ends ``Rejected``, nothing deployed; under the run's lock."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
     path = store.find_run(root, args.execution)
     with store.RunLock(path, "reject"):
-        return _reject_locked(root, args)
-
-
-def _reject_locked(root: Path, args: argparse.Namespace) -> int:
-    path, record, stage = _waiting_approval(root, args.execution)
-    reason = store.bounded(args.reason or "")
-    _set_version_status(root, record, "Rejected", reason)
-    record["approvals"][stage] = "rejected"
-    entry = record["stages"][stage]
-    entry.update(status="Rejected", reason=reason, outputs={"decision": {"value": "rejected"}})
-    entry.pop("error", None)
-    entry.pop("exit_code", None)
-    downstream = _downstream(record, stage)
-    for name in downstream:
-        record["stages"][name].update(status="Skipped", reason=f"{stage} rejected")
-    work = path / "stages" / f".{stage}.work"
-    if work.is_dir():
-        store.write_json(work / "stage.json", entry)
-        store.replace_dir(work, path / "stages" / stage)
-    if not any(record["stages"][n]["status"] == "Failed" for n in record["order"]):
-        record["status"] = "Rejected"
-    record.pop("error", None)
-    if record.get("lineage", {}).get("registry"):
-        record["lineage"]["registry"]["approval_status"] = "Rejected"
-    record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    store.write_json(path / "run.json", record)
+        record, stage, downstream = session.reject(root, args.execution, args.reason or "")
     if getattr(args, "output", "table") == "json":
         print(json.dumps(summary(record), indent=2, sort_keys=True, default=str))
     else:
         print(f"run {record['run_id']}: {stage} rejected ({args.reason}); skipped: {', '.join(downstream) or 'nothing'}")
     return 0
-
-
-def _downstream(record: dict, stage: str) -> list[str]:
-    from workflows.local.runner import Options
-
-    spec = _spec_for(Options.from_record(record["options"]))
-    return list(spec.downstream(stage))
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -486,29 +327,12 @@ def lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_path(root: Path, model: str) -> Path:
-    candidate = Path(model)
-    if candidate.is_file():
-        return candidate.resolve()
-    path = store.find_run(root, model)
-    record = store.read_record(path)
-    artifact = ((record.get("lineage") or {}).get("model") or {}).get("artifact")
-    if not artifact:
-        for name in record["order"]:
-            outs = record["stages"][name].get("outputs", {})
-            if record["stages"][name]["kind"] == "training" and "model" in outs:
-                artifact = str(path / "stages" / name / outs["model"]["path"] / "model.tar.gz")
-    if not artifact or not Path(artifact).is_file():
-        raise UserError(f"run {record['run_id']} has no trained model", fix="serve a run whose training succeeded")
-    return Path(artifact)
-
-
 def serve(args: argparse.Namespace) -> int:
     from workflows.local.serve import NotAModel, make_server
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is not a TCP port", fix="give a port from 1 to 65535 (0: any free port)")
-    model = _model_path(store.runs_dir(args.runs_dir), args.model)
+    model = session.model_path(store.runs_dir(args.runs_dir), args.model)
     try:
         server = make_server(model, port=args.port)
     except NotAModel as exc:
