@@ -363,3 +363,79 @@ def test_graph_of_a_run_colours_stages_by_state():
     assert groups["deploy"].get("data-status") == "not started"
     texts = [t.text for t in groups["evaluate-gate"].iter(f"{ns}text")]
     assert texts == ["evaluate-gate", "mse <= 6", "failed · mse = 7.1"]
+
+
+# --- kind: tuning in both targets -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    import yaml
+
+    doc = yaml.safe_load((EXAMPLES / "abalone.yaml").read_text())
+    for stage in doc["stages"]:
+        if stage["name"] == "tune":
+            stage["enabled"] = True
+    path = tmp_path_factory.mktemp("tuned") / "abalone.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(path, env=CLEAN_ENV)
+    files = render(spec, "all", use_cache=False)
+    return spec, json.loads(files[STATE_MACHINE_FILE]), json.loads(files[PIPELINE_FILE])
+
+
+def test_tuning_renders_a_tuning_job_whose_best_model_flows_on(tuned):
+    from workflows.render import requests
+
+    spec, asl, pipeline = tuned
+    statelint(asl)
+    state = asl["States"]["tune"]
+    assert state["Resource"] == "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync"
+    config = state["Parameters"]["HyperParameterTuningJobConfig"]
+    assert (config["Strategy"], config["RandomSeed"], config["ResourceLimits"]) == (
+        "Bayesian", 7, {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 3})
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": "validation:rmse"}
+    assert [r["Name"] for r in config["ParameterRanges"]["IntegerParameterRanges"]] == ["max_depth"]
+    static = state["Parameters"]["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert "eta" not in static and static["num_round"] == "50"
+    assert state["ResultSelector"]["model.$"].startswith("States.Format('{}/{}/output/model.tar.gz'")
+    assert "train" not in asl["States"]            # the template does not run by itself
+    evaluate = asl["States"]["evaluate"]["Parameters"]["ProcessingInputs"]
+    assert {"S3Input": evaluate[0]["S3Input"]} and evaluate[0]["S3Input"]["S3Uri.$"] == "$.stages.tune.model"
+    names = [evaluate_job_name(asl["States"]["tune"]["Parameters"]["HyperParameterTuningJobName.$"], i)
+             for i in range(3)]
+    assert all(len(n) <= 32 and re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}", n) for n in names)
+    step = next(s for s in pipeline["Steps"] if s["Name"] == "tune")
+    assert step["Type"] == "Tuning" and step["Arguments"]["HyperParameterTuningJobConfig"]["RandomSeed"] == 7
+    model_uri = json.dumps(next(s for s in pipeline["Steps"] if s["Name"] == "evaluate")["Arguments"])
+    assert '{"Get": "Steps.tune.BestTrainingJob.TrainingJobName"}' in model_uri
+    assert requests.problems("stepfunctions", asl) == [] and requests.problems("sagemaker", pipeline) == []
+
+
+def evaluate_job_name(expression: str, seed: int) -> str:
+    """The tuning job name the intrinsic would compute (a UUID's first group is 8 hex digits)."""
+    m = re.fullmatch(r"States\.Format\('([^']*)', States\.ArrayGetItem\(States\.StringSplit\(States\.UUID\(\), "
+                     r"'-'\), 0\)\)", expression)
+    assert m, expression
+    import uuid
+
+    return m.group(1).replace("{}", str(uuid.UUID(int=seed * 7919 + 1, version=4)).split("-")[0])
+
+
+def test_tuning_iam_is_scoped_and_describe_and_graph_show_it(tuned):
+    from workflows.infra import iam
+    from workflows.views.describe import describe
+    from workflows.views.graph import mermaid
+
+    spec, _, _ = tuned
+    for target in ("stepfunctions", "sagemaker"):
+        for role in iam.roles(spec, target):
+            for doc in role.policies.values():
+                assert iam.wildcard_actions(doc) == []
+    sfn = iam.roles(spec, "stepfunctions")[1].policies["mlpipe-stepfunctions-run-pipeline"]["Statement"]
+    tuning = next(s for s in sfn if s["Sid"] == "TuningJobs")
+    assert tuning["Resource"] == ["arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/abalone-tune-*"]
+    assert any(s["Resource"] == ["arn:aws:events:us-east-1:123456789012:rule/"
+                                 "StepFunctionsGetEventsForSageMakerTuningJobsRule"] for s in sfn)
+    info = next(s for s in describe(spec)["stages"] if s["name"] == "tune")
+    assert info["instance_type"] == "ml.m5.xlarge" and info["tuning"]["strategy"] == "Bayesian"
+    assert info["tuning"]["ranges"]["eta"] == {"type": "continuous", "min": 0.05, "max": 0.5, "scaling": "Logarithmic"}
+    assert "preprocess --> tune" in mermaid(spec) and "tune --> evaluate" in mermaid(spec)

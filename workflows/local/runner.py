@@ -24,7 +24,7 @@ Reliability:
 - A run store that cannot be written (disk full) stops the run: it is marked ``Failed`` when
   the record can still be written, and a ``StoreWriteError`` (exit 1) says what to do.
 
-Long on purpose: a run's lifecycle (record, schedule, signals, cache, lineage) is one class;
+This module is long on purpose: a run's lifecycle (record, schedule, signals, cache, lineage) is one class;
 how each stage kind runs is in ``handlers.py``.
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env
+from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env, sdk_ranges
 
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
@@ -33,14 +33,15 @@ from sagemaker.workflow.parameters import ParameterBoolean, ParameterFloat, Para
 from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
 from sagemaker.workflow.properties import PropertyFile
-from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep
+from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep, TuningStep
+from sagemaker.tuner import HyperparameterTuner
 
 from steps import naming
 from steps.contract import INFERENCE_ENTRY, KINDS, SERVING_CODE_DIR, handler
 from steps.spec import (
     ApprovalStage, EndpointStage, EvaluationStage, GateStage, Image, LambdaStage, ModelStage,
     OutputRef, ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage,
-    TransformStage,
+    TransformStage, TuningStage,
 )
 
 _PARAMETER_TYPES = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat,
@@ -77,6 +78,9 @@ class _Renderer(RendererBase):
             return step.properties.ProcessingOutputConfig.Outputs[ref.output].S3Output.S3Uri
         if isinstance(stage, TrainingStage):
             return step.properties.ModelArtifacts.S3ModelArtifacts
+        if isinstance(stage, TuningStage):  # <output path>/<best training job>/output/model.tar.gz
+            return Join(on="/", values=[self.spec.s3_root, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID, stage.name,
+                                        step.properties.BestTrainingJob.TrainingJobName, "output/model.tar.gz"])
         if isinstance(stage, ModelStage):
             return step.properties.ModelName
         if isinstance(stage, RegisterStage):
@@ -114,22 +118,36 @@ class _Renderer(RendererBase):
         )
         return ProcessingStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
 
-    def training(self, s: TrainingStage) -> TrainingStep:
+    def estimator(self, s: TrainingStage, output_path: Any = None):
         common = dict(
             instance_type=s.instance.type, instance_count=self.value(s.instance.count),
             volume_size=s.instance.volume_gb, max_run=s.instance.max_runtime_seconds, role=self.role,
             sagemaker_session=self.session, hyperparameters=dict(s.hyperparameters),
-            output_path=s.output_path or self.run_uri(s.name),
+            output_path=output_path or s.output_path or self.run_uri(s.name),
             checkpoint_s3_uri=s.checkpoint_path, base_job_name=naming.job_prefix(self.spec.name, s.name),
             disable_profiler=True, debugger_hook_config=False, tags=self.tags,
         )
         if s.image.kind == "algorithm":
-            estimator = Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
-        else:
-            estimator = PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
-                                framework_version=s.image.version, py_version=s.image.py_version, **common)
+            return Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
+        return PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
+                       framework_version=s.image.version, py_version=s.image.py_version, **common)
+
+    def training(self, s: TrainingStage) -> TrainingStep:
         inputs = {k: TrainingInput(s3_data=self.value(v), content_type=s.content_type) for k, v in s.inputs.items()}
-        return TrainingStep(name=s.name, step_args=estimator.fit(inputs=inputs), depends_on=self.depends(s) or None)
+        return TrainingStep(name=s.name, step_args=self.estimator(s).fit(inputs=inputs),
+                            depends_on=self.depends(s) or None)
+
+    def tuning(self, s: TuningStage) -> TuningStep:
+        """A TuningStep over the training template; its model output is the best job's artifact."""
+        t = s.training
+        tuner = HyperparameterTuner(
+            self.estimator(t, output_path=self.run_uri(s.name)), s.objective_metric, sdk_ranges(s),
+            metric_definitions=[{"Name": s.objective_metric, "Regex": s.objective_regex}] if s.objective_regex else None,
+            strategy=s.strategy, objective_type=s.objective_type, max_jobs=s.max_jobs,
+            max_parallel_jobs=s.max_parallel_jobs, early_stopping_type=s.early_stopping, random_seed=s.random_seed,
+            base_tuning_job_name=naming.tuning_job_prefix(self.spec.name, s.name))
+        inputs = {k: TrainingInput(s3_data=self.value(v), content_type=t.content_type) for k, v in s.inputs.items()}
+        return TuningStep(name=s.name, step_args=tuner.fit(inputs=inputs), depends_on=self.depends(s) or None)
 
     def evaluation(self, s: EvaluationStage) -> ProcessingStep:
         processor = ScriptProcessor(
@@ -245,7 +263,8 @@ class _Renderer(RendererBase):
         a gate or an approval becomes a ConditionStep around the steps below it."""
         return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
                 "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
-                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_}
+                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_,
+                "tuning": self.tuning}
 
     def render(self) -> Pipeline:
         """Build steps in order. A gate or approval becomes a ConditionStep whose if-branch holds

@@ -213,3 +213,18 @@ def inference_image_uri(image: Image, region: str, instance_type: str) -> str:
     return image_uris.retrieve(framework=image.name, region=region, version=image.version,
                                py_version=image.py_version or "py3", instance_type=instance_type,
                                image_scope="inference")
+
+
+def sdk_ranges(stage) -> dict:
+    """A tuning stage's ranges as the SDK's parameter ranges (both renderers use them)."""
+    from sagemaker.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
+
+    out = {}
+    for r in stage.ranges:
+        if r.type == "categorical":
+            out[r.name] = CategoricalParameter(list(r.values))
+        elif r.type == "integer":
+            out[r.name] = IntegerParameter(int(r.min), int(r.max), scaling_type=r.scaling)
+        else:
+            out[r.name] = ContinuousParameter(r.min, r.max, scaling_type=r.scaling)
+    return out

@@ -17,6 +17,9 @@ machine with States.Format, at most 63 characters of [a-z0-9-]. The hash makes t
 (scheduled ones too) differ; ``$$.State.RetryCount`` makes a retry differ from its first attempt.
 
 The SDK's partition lookup for each integration ARN is asked once per region (``_partition_once``).
+
+The module is long on purpose: one method per stage kind (the SDK's own states.py layout), plus
+the assembly and ``finalize()``, which do what the SDK cannot.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import json
 import re
 from typing import Any
 
-from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env
+from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env, sdk_ranges
 
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
@@ -36,9 +39,10 @@ from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProces
 from sagemaker.pytorch import PyTorch, PyTorchModel
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
+from sagemaker.tuner import HyperparameterTuner
 from stepfunctions.steps import (
     Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, ModelStep,
-    Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep,
+    Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep, TuningStep,
 )
 from stepfunctions.steps import integration_resources
 from stepfunctions.workflow import Workflow
@@ -47,7 +51,7 @@ from steps import naming
 from steps.contract import CODE_DIR, INFERENCE_ENTRY, KINDS, SERVING_CODE_DIR, handler
 from steps.spec import (
     ApprovalStage, EndpointStage, EvaluationStage, GateStage, LambdaStage, ModelStage, OutputRef,
-    ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage, TransformStage,
+    ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage, TransformStage, TuningStage,
 )
 
 HASH = "$.run.hash"
@@ -161,22 +165,25 @@ class _Renderer(RendererBase):
                          for i, o in enumerate(outputs)})
         return self.guard(step, s, selector, sagemaker_job=True)
 
-    def training(self, s: TrainingStage) -> list:
+    def estimator(self, s: TrainingStage, output_path: str | None = None):
         # Hyperparameters go through the estimator, so the SDK formats them exactly as the
         # SageMaker renderer's does (strings for algorithms, JSON for framework containers).
         common = dict(
             instance_type=s.instance.type, instance_count=self.path(s.instance.count),
             volume_size=s.instance.volume_gb, max_run=s.instance.max_runtime_seconds, role=self.role,
-            sagemaker_session=self.session, output_path=s.output_path or self.run_uri(s.name),
+            sagemaker_session=self.session, output_path=output_path or s.output_path or self.run_uri(s.name),
             checkpoint_s3_uri=s.checkpoint_path, disable_profiler=True, debugger_hook_config=False,
             hyperparameters=dict(s.hyperparameters),
         )
-        overrides = None
         if s.image.kind == "algorithm":
-            estimator = Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
-        else:
-            estimator = PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
-                                framework_version=s.image.version, py_version=s.image.py_version, **common)
+            return Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
+        return PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
+                       framework_version=s.image.version, py_version=s.image.py_version, **common)
+
+    def training(self, s: TrainingStage) -> list:
+        estimator = self.estimator(s)
+        overrides = None
+        if s.image.kind != "algorithm":
             # The SDK would put a timestamped job name here; the real one is only known at run time.
             overrides = {"sagemaker_job_name": json.dumps(naming.job_prefix(self.spec.name, s.name))}
         step = TrainingStep(
@@ -186,6 +193,29 @@ class _Renderer(RendererBase):
         )
         return [self.guard(step, s, {"job_name.$": "$.TrainingJobName",
                                      "model.$": "$.ModelArtifacts.S3ModelArtifacts"}, sagemaker_job=True)]
+
+    def tuning(self, s: TuningStage) -> list:
+        """createHyperParameterTuningJob.sync over the training template; the best training job's
+        artifact is ``<output path>/<best job>/output/model.tar.gz``, read from the result.
+        Tuning job names are at most 32 characters: the stage's short prefix and 8 random hex
+        digits (a retry or a redrive gets a new one)."""
+        t = s.training
+        tuner = HyperparameterTuner(
+            self.estimator(t, output_path=self.run_uri(s.name)), s.objective_metric, sdk_ranges(s),
+            metric_definitions=[{"Name": s.objective_metric, "Regex": s.objective_regex}] if s.objective_regex else None,
+            strategy=s.strategy, objective_type=s.objective_type, max_jobs=s.max_jobs,
+            max_parallel_jobs=s.max_parallel_jobs, early_stopping_type=s.early_stopping, random_seed=s.random_seed)
+        name = dyn(fmt(naming.tuning_job_prefix(self.spec.name, s.name) + "-{}",
+                       "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)"))
+        step = TuningStep(s.name, tuner=tuner, job_name=name, tags=self.tags(), result_path=self.result_path(s),
+                          data={k: TrainingInput(self.path(v), content_type=t.content_type) for k, v in s.inputs.items()})
+        if s.random_seed is not None:  # the SDK's request builder predates RandomSeed
+            step.parameters["HyperParameterTuningJobConfig"]["RandomSeed"] = s.random_seed
+        return [self.guard(step, s, {
+            "job_name.$": "$.HyperParameterTuningJobName",
+            "best_training_job.$": "$.BestTrainingJob.TrainingJobName",
+            "model.$": "States.Format('{}/{}/output/model.tar.gz', $.TrainingJobDefinition.OutputDataConfig."
+                       "S3OutputPath, $.BestTrainingJob.TrainingJobName)"}, sagemaker_job=True)]
 
     def gate(self, s: GateStage) -> list:
         """Read evaluation.json with the S3 SDK integration (no Lambda), then compare."""
@@ -334,7 +364,8 @@ class _Renderer(RendererBase):
         """One method per stage kind (a test checks that every kind in steps.contract has one)."""
         return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
                 "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
-                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_}
+                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_,
+                "tuning": self.tuning}
 
     def graph(self):
         self._gate_rules: dict[str, Any] = {}
