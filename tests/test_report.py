@@ -97,3 +97,23 @@ def test_report_renders_in_headless_chromium_offline(quickstart_run, tmp_path):
     colours = image.getcolors(maxcolors=1 << 20) or []
     assert len(colours) > 50                         # not a blank page
     assert any(rgb == (0x86, 0xef, 0xac) for _, rgb in colours)  # succeeded stages are drawn green
+
+
+def test_a_run_writes_its_report_and_runs_show_draws_it(quickstart_run, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    assert (quickstart_run / "report.html").is_file()        # written by the run itself
+    runs_dir, run_id = str(quickstart_run.parent), quickstart_run.name
+    proc = run_cli("runs", "show", run_id, "--format", "svg", "--runs-dir", runs_dir)
+    assert proc.returncode == 0, proc.stderr
+    root = ET.fromstring(proc.stdout)
+    statuses = {g.get("data-stage"): g.get("data-status") for g in root.iter("{http://www.w3.org/2000/svg}g")}
+    assert len(statuses) == 10 and set(statuses.values()) == {"succeeded"}
+    png = tmp_path / "run.png"
+    assert run_cli("runs", "show", run_id, "--format", "png", "--out", str(png), "--runs-dir", runs_dir).returncode == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = tmp_path / "run.html"
+    assert run_cli("runs", "show", run_id, "--out", str(html), "--runs-dir", runs_dir).returncode == 0
+    assert html.read_text() == (quickstart_run / "report.html").read_text()
+    missing = run_cli("runs", "show", "--runs-dir", runs_dir)
+    assert missing.returncode == 2 and "needs a RUN" in missing.stderr

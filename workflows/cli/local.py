@@ -269,6 +269,8 @@ def runs(args: argparse.Namespace) -> int:
     """List local runs with their effective status (``Running`` only while the owner process
     lives, else ``Interrupted``). A damaged ``run.json`` is listed as ``Damaged`` with a
     warning; the other runs are listed as usual."""
+    if getattr(args, "action", "list") == "show":
+        return _show_run(args)
     records = store.list_runs(store.runs_dir(args.runs_dir))
     damaged = [r for r in records if r["status"] == "Damaged"]
     for r in damaged:
@@ -286,6 +288,40 @@ def runs(args: argparse.Namespace) -> int:
         print(f"{r['run_id']:<40} {r['status']:<11} {str(r.get('started', '')):<22} {metrics}")
     if not records:
         print("no local runs yet: mlpipe run", file=sys.stderr)
+    return 0
+
+
+def _show_run(args: argparse.Namespace) -> int:
+    """A picture of a run: its DAG coloured by each stage's state (svg, png), or its report."""
+    if not args.run:
+        raise UserError("runs show needs a RUN", fix="e.g. mlpipe runs show RUN_ID --format html --out run.html")
+    from workflows.files import check_output_file, write_output_file
+    from workflows.views import graph
+    from workflows.views.report import report_html, states_of
+
+    path = store.find_run(store.runs_dir(args.runs_dir), args.run)
+    record = store.read_record(path)
+    from workflows.local.runner import Options
+
+    spec = session.spec_for(Options.from_record(record.get("options") or {}))
+    if args.format == "png" and not args.out:
+        raise UserError("--format png needs --out FILE", fix="e.g. mlpipe runs show RUN --format png --out run.png")
+    if args.out:
+        check_output_file(Path(args.out), create_parents=False)
+    if args.format == "png":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            graph.png(spec, Path(tmp) / "run.png", states_of(record))
+            write_output_file(Path(args.out), (Path(tmp) / "run.png").read_bytes(), create_parents=False)
+    else:
+        text = graph.svg(spec, states_of(record), title=f"{spec.name} run {record['run_id']}") \
+            if args.format == "svg" else report_html(spec, record, path)
+        if not args.out:
+            sys.stdout.write(text)
+            return 0
+        write_output_file(Path(args.out), text.encode(), create_parents=False)
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 

@@ -216,6 +216,7 @@ class LocalRun(StageHandlers):
                 self.record["metrics"], self.record["lineage"] = metrics, lineage
         if self.signum is None:
             self._track()
+        self._write_report()
         with self._lock:
             try:
                 store.write_json(self.run_dir / "run.json", self.record)
@@ -225,6 +226,16 @@ class LocalRun(StageHandlers):
             else:
                 self._observe()
             self._closed = True
+
+    def _write_report(self) -> None:
+        """report.html: the DAG with each stage's state, timings, metrics and the evaluation plot
+        (views/report.py), self-contained so it opens offline. Never fails the run."""
+        try:
+            from workflows.views.report import report_html
+
+            store.write_bytes(self.run_dir / "report.html", report_html(self.spec, self.record, self.run_dir).encode())
+        except Exception as exc:
+            self._warn_run(f"could not write report.html: {type(exc).__name__}: {exc}")
 
     def _schedule(self) -> None:
         """Run stages as their upstream stages finish, up to PARALLEL at once, in spec order
