@@ -99,6 +99,11 @@ def orchestrator_name(pipeline: str, target: str) -> str:
     return state_machine_name(pipeline) if target == "stepfunctions" else sagemaker_pipeline_name(pipeline)
 
 
+# The state machine alias every run goes through (schedule, S3 trigger, `mlpipe start`); deploy
+# points it at the version it published, `mlpipe rollback` at an earlier one.
+LIVE_ALIAS = "live"
+
+
 # --- ARNs -------------------------------------------------------------------------------------
 
 _PARTITION_BY_REGION_PREFIX = {"cn-": "aws-cn", "us-gov-": "aws-us-gov"}
@@ -147,6 +152,18 @@ class Arns:
     def state_machine(self) -> str:
         return f"arn:{self.p}:states:{self.region}:{self.account}:stateMachine:{state_machine_name(self.pipeline)}"
 
+    def state_machine_alias(self, alias: str = LIVE_ALIAS) -> str:
+        """A qualified state machine ARN: ``<state machine ARN>:<alias>``."""
+        return f"{self.state_machine()}:{alias}"
+
+    def state_machine_version(self, version: int | str) -> str:
+        """A qualified state machine ARN: ``<state machine ARN>:<version number>``."""
+        return f"{self.state_machine()}:{version}"
+
+    def entry(self, target: str) -> str:
+        """What starts a run: the ``live`` alias of the state machine, or the SageMaker pipeline."""
+        return self.state_machine_alias() if target == "stepfunctions" else self.pipeline_arn()
+
     def execution(self, name: str) -> str:
         return (f"arn:{self.p}:states:{self.region}:{self.account}:execution:"
                 f"{state_machine_name(self.pipeline)}:{name}")
@@ -175,3 +192,9 @@ class Arns:
 
     def root(self) -> str:
         return f"arn:{self.p}:iam::{self.account}:root"
+
+
+def tuning_job_prefix(pipeline: str, stage: str) -> str:
+    """Static head of a tuning job name: SageMaker allows 32 characters, and the state machine
+    appends '-' and 8 random hex digits."""
+    return safe_name(pipeline, stage, limit=23)

@@ -107,7 +107,7 @@ def _job_name_exprs(asl):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_job_names_are_valid_unique_per_execution_and_per_retry(rendered, name):
+def test_job_names_are_valid_unique_per_execution_retry_and_redrive(rendered, name):
     asl = json.loads(rendered[name][STATE_MACHINE_FILE])
     exprs = list(_job_name_exprs(asl))
     assert exprs, "every SageMaker job gets a name computed from the execution"
@@ -115,14 +115,16 @@ def test_job_names_are_valid_unique_per_execution_and_per_retry(rendered, name):
     executions = ["a", "x" * 80, "weekly-2026-11-23T03_00_00Z", "retrain:événement_名前", "manual-1", "manual-2"]
     seen = set()
     for execution in executions:
-        context = {"Execution": {"Name": execution}}
+        context = {"Execution": {"Name": execution, "RedriveCount": 0}}
         data = {"run": {"execution": execution, "hash": evaluate(resolve["hash.$"], {}, context)}}
         for state, expr in exprs:
-            for retry in range(3):
-                job = evaluate(expr, data, {**context, "State": {"RetryCount": retry}})
-                assert re.fullmatch(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}", job), (state, job)
-                assert job not in seen, f"{job} would be reused"
-                seen.add(job)
+            for redrive in (0, 1, 12):      # `mlpipe resume` redrives under the same execution name
+                for retry in range(3):
+                    job = evaluate(expr, data, {"Execution": {"Name": execution, "RedriveCount": redrive},
+                                                "State": {"RetryCount": retry}})
+                    assert re.fullmatch(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}", job), (state, job)
+                    assert job not in seen, f"{job} would be reused"
+                    seen.add(job)
 
 
 # --- parity ---------------------------------------------------------------------------------

@@ -95,10 +95,13 @@ def test_deploy_redeploy_and_operate(moto_server, capsys, target):
 
     snap = snapshot(moto_server)
     sm_arn = f"arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"
+    live_arn = sm_arn + ":live"      # runs start through the `live` alias (the version deploy published)
     pipe_arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlpipe-abalone"
     if target == "stepfunctions":
         assert snap["state_machines"] == ["mlpipe-abalone"] and snap["pipelines"] == []
-        assert snap["schedules"] == [("mlpipe-abalone-stepfunctions-retrain", sm_arn)]
+        assert snap["schedules"] == [("mlpipe-abalone-stepfunctions-retrain", live_arn)]
+        alias = client(moto_server, "stepfunctions").describe_state_machine_alias(stateMachineAliasArn=live_arn)
+        assert alias["routingConfiguration"] == [{"stateMachineVersionArn": sm_arn + ":1", "weight": 100}]
         assert snap["functions"] == ["mlpipe-abalone-record-model"]
         desc = client(moto_server, "stepfunctions").describe_state_machine(stateMachineArn=sm_arn)
         assert desc["loggingConfiguration"]["level"] == "ERROR"
@@ -120,7 +123,7 @@ def test_deploy_redeploy_and_operate(moto_server, capsys, target):
     assert [t["Arn"] for t in events.list_targets_by_rule(Rule=status_rule)["Targets"]] == snap["topics"]
     trigger = events.list_targets_by_rule(Rule=f"mlpipe-abalone-{target}-new-data")["Targets"]
     starter = "arn:aws:lambda:us-east-1:123456789012:function:mlpipe-abalone-trigger"
-    assert len(trigger) == 1 and trigger[0]["Arn"] == (sm_arn if target == "stepfunctions" else starter)
+    assert len(trigger) == 1 and trigger[0]["Arn"] == (live_arn if target == "stepfunctions" else starter)
     if target == "stepfunctions":
         assert json.loads(trigger[0]["InputTransformer"]["InputTemplate"].replace("<bucket>", "b").replace("<key>", "k")) \
             == {"InputData": "s3://b/k"}
@@ -162,7 +165,7 @@ def test_deploy_redeploy_and_operate(moto_server, capsys, target):
         train = asl["States"]["train"]["Parameters"]["TrainingJobName.$"]
         names = []
         for execution in ("run-one", "run-two"):
-            ctx = {"Execution": {"Name": execution}, "State": {"RetryCount": 0}}
+            ctx = {"Execution": {"Name": execution, "RedriveCount": 0}, "State": {"RetryCount": 0}}
             data = {"run": {"execution": execution, "hash": evaluate(hash_expr, {}, ctx)}}
             names.append(evaluate(train, data, ctx))
         assert names[0] != names[1] and all(n.startswith("abalone-train-") for n in names)
@@ -256,7 +259,7 @@ def test_changed_config_updates_only_what_changed(moto_server, capsys, tmp_path)
     out = capsys.readouterr().out
     rows = json.loads(out[out.index("["):])
     updated = {r["resource"] for r in rows if r["action"] == "updated"} - MOTO_BLIND
-    assert updated == {"state machine", "schedule"}, rows
+    assert updated == {"state machine", "state machine alias", "schedule"}, rows
     sched = client(moto_server, "scheduler").get_schedule(Name="mlpipe-abalone-stepfunctions-retrain")
     assert sched["ScheduleExpression"] == "cron(0 4 ? * MON *)"
     asl = client(moto_server, "stepfunctions").describe_state_machine(

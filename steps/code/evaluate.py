@@ -6,8 +6,10 @@ metrics are plain numpy so that every one of those images can run it; xgboost an
 imported only when a model of that kind turns up.
 
 Contract (BASE is /opt/ml/processing, or $MLPIPE_PROCESSING_DIR for the local runner):
-  reads   BASE/model/model.tar.gz (``xgboost-model``, or ``model.pt``/``model.pth`` written by
-          train_pytorch) and every *.csv under BASE/test/ (no header, target first)
+  reads   BASE/model/model.tar.gz (``xgboost-model``, or the folds ``xgboost-model-<i>`` of a
+          _kfold job, whose predictions are averaged as the XGBoost image's endpoint does; or
+          ``model.pt``/``model.pth`` written by train_pytorch) and every *.csv under BASE/test/
+          (no header, target first)
   args    --problem-type regression|classification (default regression)
   writes  BASE/evaluation/evaluation.json, the SageMaker model-quality report layout,
           metrics.json (flat) and predictions.csv (actual,predicted per test row)
@@ -25,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tarfile
 import tempfile
@@ -97,8 +100,11 @@ def _extract(archive: Path, dest: Path) -> None:
 
 
 def _load_dir(directory: Path) -> Model:
-    if (directory / "xgboost-model").is_file():
-        return _load_xgboost(directory / "xgboost-model")
+    # xgboost-model, or xgboost-model-<fold> for each fold of a _kfold job (the XGBoost image's
+    # endpoint loads every file of the model and averages their predictions)
+    boosters = sorted(p for p in directory.iterdir() if p.is_file() and re.fullmatch(r"xgboost-model(-\d+)?", p.name))
+    if boosters:
+        return _load_xgboost(boosters)
     for name in PYTORCH_FILES:
         if (directory / name).is_file():
             return _load_pytorch(directory / name)
@@ -107,28 +113,52 @@ def _load_dir(directory: Path) -> Model:
                           f"(found: {', '.join(found) or 'nothing'})")
 
 
-def _load_xgboost(path: Path) -> Model:
+def _load_xgboost(paths: list[Path]) -> Model:
     try:
         import xgboost
     except ImportError:
         raise EvaluationError("evaluating an XGBoost model needs the xgboost package; run the "
                               "evaluation in the XGBoost image") from None
+    boosters = [_load_booster(xgboost, path) for path in paths]
+    objective = json.loads(boosters[0].save_config())["learner"]["objective"]["name"]
+    width = boosters[0].num_features()
+
+    def predict_xgboost(features) -> np.ndarray:
+        dmatrix = xgboost.DMatrix(_check_width(features, width))
+        outputs = [booster.predict(dmatrix) for booster in boosters]
+        if len(outputs) == 1:
+            return outputs[0]
+        if objective in ("multi:softmax", "binary:hinge"):  # the endpoint's vote: the most frequent, smallest first
+            stacked = np.asarray(outputs)
+            values = np.unique(stacked)
+            return values[np.argmax([(stacked == v).sum(axis=0) for v in values], axis=0)]
+        return np.mean(outputs, axis=0)
+
+    return Model("xgboost", objective, predict_xgboost)
+
+
+def _load_booster(xgboost, path: Path):
     booster = xgboost.Booster()
     try:
         # From a buffer, xgboost tells JSON, UBJSON and the legacy binary format apart by content;
         # from an extension-less path, newer versions guess and warn.
         booster.load_model(bytearray(path.read_bytes()))
-    except xgboost.core.XGBoostError as exc:
-        raise EvaluationError(f"cannot load {path.name} ({str(exc).splitlines()[0]}); models from "
-                              "SageMaker XGBoost before 1.3-1 are pickles: retrain with 1.3-1 or later") from None
-    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
-    width = booster.num_features()
-
-    def predict_xgboost(features) -> np.ndarray:
-        features = _check_width(features, width)
-        return booster.predict(xgboost.DMatrix(features))
-
-    return Model("xgboost", objective, predict_xgboost)
+        return booster
+    except Exception as exc:  # XGBoostError (its message may hold binary bytes: UnicodeDecodeError)
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    try:
+        # Local runs: xgboost >= 3.1 no longer reads the binary format the XGBoost 1.x images
+        # write; mlpipe converts it (the XGBoost image's own xgboost reads it natively).
+        from workflows.local.xgboost_model import load_booster
+    except ImportError:
+        load_booster = None
+    if load_booster is not None:
+        try:
+            return load_booster(path)
+        except Exception as exc:  # not a model in any format
+            reason = str(exc)
+    raise EvaluationError(f"cannot load {path.name} ({reason}); models from SageMaker XGBoost before 1.3-1 "
+                          "are pickles: retrain with 1.3-1 or later")
 
 
 def _load_pytorch(path: Path) -> Model:

@@ -90,6 +90,38 @@ def stop_pipeline_execution(sm, arn: str) -> dict[str, Any]:
     return sm.stop_pipeline_execution(PipelineExecutionArn=arn)
 
 
+def retry_pipeline_execution(sm, arn: str, token: str) -> dict[str, Any]:
+    """Retry a failed (or stopped) pipeline execution from its failed steps; ``token`` (32 to
+    128 characters) makes the call idempotent."""
+    return sm.retry_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=token)
+
+
+def list_pipeline_versions(sm, name: str) -> list[dict[str, Any]]:
+    """[{PipelineVersionId, CreationTime, LastExecutionPipelineExecutionArn, ...}], newest first."""
+    out: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"PipelineName": name, "SortOrder": "Descending", "MaxResults": 100}
+    while True:
+        page = sm.list_pipeline_versions(**kwargs)
+        out += page.get("PipelineVersionSummaries", [])
+        if not page.get("NextToken"):
+            return out
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def describe_pipeline_version(sm, name: str, version_id: int) -> dict[str, Any] | None:
+    """The pipeline as it was at one version (its definition and role)."""
+    return or_none(sm.describe_pipeline, PipelineName=name, PipelineVersionId=int(version_id))
+
+
+def update_pipeline_definition(sm, name: str, definition: str, role_arn: str | None) -> dict[str, Any]:
+    """A new pipeline version with this definition (what new executions run); its id is in
+    ``PipelineVersionId``."""
+    kwargs: dict[str, Any] = {"PipelineName": name, "PipelineDefinition": definition}
+    if role_arn:
+        kwargs["RoleArn"] = role_arn
+    return sm.update_pipeline(**kwargs)
+
+
 def describe_model_package(sm, arn: str) -> dict[str, Any] | None:
     return or_none(sm.describe_model_package, ModelPackageName=arn)
 

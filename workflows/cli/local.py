@@ -344,6 +344,9 @@ def lineage(args: argparse.Namespace) -> int:
     if doc.get("config"):
         print(f"config       {doc['config']}")
     print(f"config hash  {doc.get('config_hash')}")
+    if doc.get("version"):
+        version = doc["version"]
+        print(f"version      {version.get('number')}" + (f" (alias {version['alias']})" if version.get("alias") else ""))
     for name, sha in sorted(doc["code"].items()):
         print(f"code         {name}  sha256 {sha}")
     for param, data in sorted(doc.get("data", {}).items()):

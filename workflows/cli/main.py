@@ -111,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (needs the 'tracking' extra)")
     _output_arg(p)
 
-    p = add("runs", "list local runs", _lazy("workflows.cli.local", "runs"))
+    p = add("runs", "list local runs, or show one as a picture: runs show RUN --format svg|png|html",
+            _lazy("workflows.cli.local", "runs"))
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("run", nargs="?", metavar="RUN", help="the run to show")
+    p.add_argument("--format", "-f", choices=("svg", "png", "html"), default="html",
+                   help="show: the DAG coloured by state (svg, png) or the whole report (html)")
+    p.add_argument("--out", metavar="FILE", help="show: write here (default: stdout; png needs a file)")
     p.add_argument("--runs-dir", default=None, metavar="DIR")
     _output_arg(p)
 
@@ -191,6 +197,30 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "reject":
             p.add_argument("--reason", required=True)
         _output_arg(p)
+
+    p = add("resume", "resume a failed, stopped or timed-out execution from where it stopped (or a local run)",
+            _lazy("workflows.cli.ops", "resume"), aws=True)
+    p.add_argument("execution", metavar="EXECUTION_OR_RUN_ID", help="execution name or ARN, or a local run id")
+    _config_arg(p)
+    p.add_argument("--target", "-t", choices=TARGETS, default=None,
+                   help="orchestrator (default: stepfunctions, unless EXECUTION is a local run id)")
+    p.add_argument("--local", action="store_true", help="a local run id: the same as `mlpipe run --resume RUN_ID`")
+    p.add_argument("--runs-dir", default=None, metavar="DIR", help="where local runs are kept (default: ./runs)")
+    _output_arg(p)
+
+    p = add("versions", "list the deployed versions: when, with which config hash, which one runs",
+            _lazy("workflows.cli.ops", "versions"), aws=True)
+    _config_arg(p)
+    _target_arg(p)
+    _output_arg(p)
+
+    p = add("rollback", "make new runs use an earlier deployed version (until the next deploy)",
+            _lazy("workflows.cli.ops", "rollback"), aws=True)
+    _config_arg(p)
+    _target_arg(p)
+    p.add_argument("--to", metavar="VERSION", help="a version from `mlpipe versions` (default: the one deployed "
+                                                   "before the live one)")
+    _output_arg(p)
 
     p = add("iam-policy", "print every IAM policy deploy would attach", _lazy("workflows.cli.iam"))
     _config_arg(p, required=True)

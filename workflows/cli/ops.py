@@ -1,4 +1,5 @@
-"""``mlpipe start/status/list/history/stop/schedule/approve/reject`` for either target.
+"""``mlpipe start/status/list/history/stop/schedule/approve/reject/resume/versions/rollback`` for
+either target.
 
 Each command addresses the pipeline (``ops.target``), asks the target's backend
 (``ops.backend``) and prints the answer. They stay fast: neither SDK is imported, and only
@@ -164,3 +165,59 @@ def lineage(args: argparse.Namespace, clients=None) -> dict:
     """The lineage record of an execution (``mlpipe lineage RUN --target T``)."""
     t = target_of(args, clients)
     return backend_for(t).lineage(t, args.run_id)
+
+
+def resume(args: argparse.Namespace, clients=None) -> int:
+    """Redrive (Step Functions) or retry (SageMaker) an execution; a local run id (``--local``, or
+    a run directory of that name, and no --target) is handed to ``mlpipe run --resume``."""
+    from workflows.ops.approvals import is_local
+
+    if args.local or (args.target is None and is_local(args.execution, False, args.runs_dir)):
+        from workflows.cli.main import build_parser
+
+        argv = ["run", "--resume", args.execution, "--output", args.output]
+        if args.runs_dir:
+            argv += ["--runs-dir", args.runs_dir]
+        local = build_parser().parse_args(argv)
+        return int(local.func(local) or 0)
+    t = target_of(args, clients)
+    out = backend_for(t).resume(t, args.execution)
+    if args.output == "json":
+        emit("json", out)
+    else:
+        where = f" at {out['resumes_at']}" if out.get("resumes_at") else ""
+        print(f"{out['action']} {out['name']} ({out['previous_status']}){where}; "
+              f"follow it with `mlpipe status {out['name']} --target {t.target}`")
+    return 0
+
+
+def versions(args: argparse.Namespace, clients=None) -> int:
+    t = target_of(args, clients)
+    rows = backend_for(t).versions(t)
+    if args.output == "json":
+        emit("json", rows)
+        return 0
+    if not rows:
+        print(f"no versions of {t.resource} yet" + (" (deployed before mlpipe published versions: deploy again)"
+                                                    if t.target == "stepfunctions" else ""), file=sys.stderr)
+        return 0
+    live = "live (alias)" if t.target == "stepfunctions" else "live (latest)"
+    emit("table", [{**r, "live": ("*" if r.get("weight") in (None, 100) else f"{r['weight']}%") if r["live"] else "",
+                    "config_hash": (r.get("config_hash") or "")[:12]} for r in rows],
+         [("version", "VERSION"), ("live", live.upper()), ("created", "CREATED"), ("config_hash", "CONFIG HASH")])
+    return 0
+
+
+def rollback(args: argparse.Namespace, clients=None) -> int:
+    t = target_of(args, clients)
+    out = backend_for(t).rollback(t, args.to)
+    if args.output == "json":
+        emit("json", out)
+    elif out["action"] == "unchanged":
+        print(f"version {out['to_version']} is already what runs get; nothing changed")
+    else:
+        made = f" as version {out['new_version']}" if out.get("new_version") is not None else ""
+        print(f"rolled back {t.resource}: runs now get version {out['to_version']}{made} "
+              f"(config {(out.get('config_hash') or '?')[:12]}), was {out['from_version']}; "
+              "the next `mlpipe deploy` applies the config again")
+    return 0

@@ -18,6 +18,7 @@ from workflows.infra.resources import Resource, resources
 
 ACCOUNT = "${AWS::AccountId}"
 REGION = "${AWS::Region}"
+VERSION_ID = "StateMachineVersion"     # the published version the `live` alias points at
 
 # kind -> (CloudFormation type, the property holding the name, how others refer to it)
 TYPES: dict[str, tuple[str, str, str]] = {
@@ -28,6 +29,7 @@ TYPES: dict[str, tuple[str, str, str]] = {
     "lambda function": ("AWS::Lambda::Function", "FunctionName", "Arn"),
     "model package group": ("AWS::SageMaker::ModelPackageGroup", "ModelPackageGroupName", "Arn"),
     "state machine": ("AWS::StepFunctions::StateMachine", "StateMachineName", "Ref"),
+    "state machine alias": ("AWS::StepFunctions::StateMachineAlias", "Name", "Ref"),
     "sagemaker pipeline": ("AWS::SageMaker::Pipeline", "PipelineName", "Ref"),
     "schedule": ("AWS::Scheduler::Schedule", "Name", "Arn"),
     "eventbridge rule": ("AWS::Events::Rule", "Name", "Arn"),
@@ -103,6 +105,22 @@ def _state_machine(spec: PipelineSpec) -> Callable[[Resource], dict[str, Any]]:
     return props
 
 
+def _version(r: Resource, machine_id: str) -> dict[str, Any]:
+    """The version the alias points at: re-published whenever the state machine's revision
+    changes (StateMachineRevisionId); earlier versions are kept (Retain), so runs on them finish
+    and `mlpipe rollback` can return to them."""
+    return {"Type": "AWS::StepFunctions::StateMachineVersion", "UpdateReplacePolicy": "Retain",
+            "DeletionPolicy": "Retain", "Properties": {
+                "StateMachineArn": {"Ref": machine_id},
+                "StateMachineRevisionId": {"Fn::GetAtt": [machine_id, "StateMachineRevisionId"]},
+                "Description": r.props["version_description"]}}
+
+
+def _alias(r: Resource, version_id: str) -> dict[str, Any]:
+    return {"Name": r.name, "Description": r.props["description"],
+            "RoutingConfiguration": [{"StateMachineVersionArn": {"Ref": version_id}, "Weight": 100}]}
+
+
 def _pipeline(spec: PipelineSpec) -> Callable[[Resource], dict[str, Any]]:
     def props(r: Resource) -> dict[str, Any]:
         return {"PipelineName": r.name, "PipelineDescription": r.props["description"] or r.name,
@@ -140,6 +158,11 @@ def template(spec: PipelineSpec, target: str, files: dict[str, bytes], lambda_zi
     refs = {r.arn: _ref(ids[r.name, r.kind], TYPES[r.kind][2]) for r in listed if r.arn}
     res: dict[str, Any] = {}
     for r in listed:
+        if r.kind == "state machine alias":
+            machine_id = refs[r.props["state_machine"]]["Ref"]
+            res[VERSION_ID] = _version(r, machine_id)
+            res[ids[r.name, r.kind]] = {"Type": TYPES[r.kind][0], "Properties": _alias(r, VERSION_ID)}
+            continue
         props = _link(properties[r.kind](r), refs)
         res[ids[r.name, r.kind]] = {"Type": TYPES[r.kind][0], "Properties": props}
         if r.kind == "sns topic":
@@ -165,13 +188,17 @@ def template(spec: PipelineSpec, target: str, files: dict[str, bytes], lambda_zi
     doc["Outputs"] = {("StateMachineArn" if target == "stepfunctions" else "PipelineName"):
                       {"Value": {"Ref": ids[orchestrator.name, orchestrator.kind]}},
                       "TopicArn": {"Value": {"Ref": ids[topic.name, topic.kind]}}}
+    alias = next((r for r in listed if r.kind == "state machine alias"), None)
+    if alias is not None:
+        doc["Outputs"]["LiveAliasArn"] = {"Value": {"Ref": ids[alias.name, alias.kind]}}
     return doc
 
 
 def _logical_ids(listed: list[Resource]) -> dict[tuple[str, str], str]:
     """Readable, stable logical ids: the kind's word plus what distinguishes the resource."""
     fixed = {"log group": "LogGroup", "sns topic": "Topic", "sqs queue": "DeadLetterQueue",
-             "state machine": "StateMachine", "sagemaker pipeline": "Pipeline", "schedule": "Schedule"}
+             "state machine": "StateMachine", "state machine alias": "StateMachineAlias",
+             "sagemaker pipeline": "Pipeline", "schedule": "Schedule"}
     out: dict[tuple[str, str], str] = {}
     for r in listed:
         if r.kind in fixed:

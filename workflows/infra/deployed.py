@@ -24,6 +24,7 @@ def deployed_resources(spec: PipelineSpec, args: argparse.Namespace, clients=Non
             found = stepfunctions_client.describe_state_machine(aws.client("stepfunctions"), arn)
             rows.append({"resource": "state machine", "name": name, "arn": found["stateMachineArn"] if found else None,
                          "state": found.get("status", "ACTIVE") if found else "not deployed"})
+            rows.append(_alias_row(aws.client("stepfunctions"), naming.Arns.of(spec, account, region)))
         else:
             name = naming.sagemaker_pipeline_name(spec.name)
             found = sagemaker_client.describe_pipeline(aws.client("sagemaker"), name)
@@ -46,3 +47,26 @@ def deployed_resources(spec: PipelineSpec, args: argparse.Namespace, clients=Non
                              "arn": config.get("FunctionArn") if found else None,
                              "state": config.get("State", "Active") if found else "not deployed"})
     return rows
+
+
+def _alias_row(sfn, a: naming.Arns) -> dict[str, Any]:
+    """The `live` alias and the version it points at (with that version's config hash)."""
+    from workflows.ops.versions import config_hash
+
+    alias = stepfunctions_client.describe_alias(sfn, a.state_machine_alias())
+    row: dict[str, Any] = {"resource": "state machine alias", "name": naming.LIVE_ALIAS,
+                           "arn": alias["stateMachineAliasArn"] if alias else None}
+    if alias is None:
+        row["state"] = "not deployed"
+        return row
+    version = stepfunctions_client.alias_target(alias)
+    if version is None:
+        row["state"] = "split: " + ", ".join(f"{r['stateMachineVersionArn'].rsplit(':', 1)[-1]} {r['weight']}%"
+                                             for r in alias.get("routingConfiguration", []))
+        return row
+    found = stepfunctions_client.describe_state_machine(sfn, version) or {}
+    digest = config_hash(found)
+    row["version"] = stepfunctions_client.version_number(version)
+    row["config_hash"] = digest
+    row["state"] = f"-> version {row['version']}" + (f" (config {digest[:12]})" if digest else "")
+    return row

@@ -30,12 +30,17 @@ SYNC_RULES = {
     "processing": "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
     "training": "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
     "transform": "StepFunctionsGetEventsForSageMakerTransformJobsRule",
+    "tuning": "StepFunctionsGetEventsForSageMakerTuningJobsRule",
 }
+JOB_ARN_TYPE = {"processing": "processing-job", "training": "training-job", "transform": "transform-job",
+                "tuning": "hyper-parameter-tuning-job"}
 JOB_KIND = {name: kind.job for name, kind in KINDS.items() if kind.job}   # stage kind -> SageMaker job kind
 JOB_ACTIONS = {
     "processing": ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
     "training": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
     "transform": ["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob"],
+    "tuning": ["sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
+               "sagemaker:StopHyperParameterTuningJob"],
 }
 SERVICE_PRINCIPAL = {
     "sagemaker": "sagemaker.amazonaws.com", "stepfunctions": "states.amazonaws.com",
@@ -130,7 +135,8 @@ def _job_prefixes(spec: PipelineSpec) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for s in spec.stages:
         if s.kind in JOB_KIND:
-            out.setdefault(JOB_KIND[s.kind], []).append(naming.job_prefix(spec.name, s.name))
+            prefix = (naming.tuning_job_prefix if s.kind == "tuning" else naming.job_prefix)(spec.name, s.name)
+            out.setdefault(JOB_KIND[s.kind], []).append(prefix)
     return out
 
 
@@ -163,8 +169,10 @@ def _sagemaker_pipelines(spec: PipelineSpec, a: Arns, fns: list[Function]) -> di
     # execution id is random and the pipeline's name is not part of it, so `pipelines-*` is the
     # tightest name scope IAM can express. The actions are still listed one by one, the model
     # package group is the pipeline's own, and PassRole is limited to this very role.
-    jobs = {k: [a.sm(f"{k}-job", "pipelines-*")] for k in {JOB_KIND[s.kind] for s in spec.stages
-                                                           if s.kind in JOB_KIND}}
+    # Tuning jobs (at most 32 characters) get a generated name with no `pipelines-` head, so
+    # they are scoped by their ARN type in this account and region.
+    jobs = {k: [a.sm(JOB_ARN_TYPE[k], "*" if k == "tuning" else "pipelines-*")]
+            for k in {JOB_KIND[s.kind] for s in spec.stages if s.kind in JOB_KIND}}
     for kind, resources in sorted(jobs.items()):
         st.append(_stmt(f"Pipeline{kind.title()}Jobs", JOB_ACTIONS[kind] + ["sagemaker:AddTags"], resources))
     st.append(_stmt("PipelineModels", ["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:AddTags"],
@@ -187,7 +195,7 @@ def _stepfunctions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str
     st = []
     prefixes = _job_prefixes(spec)
     for kind in sorted(prefixes):
-        resources = [a.sm(f"{kind}-job", f"{p}-*") for p in prefixes[kind]]
+        resources = [a.sm(JOB_ARN_TYPE[kind], f"{p}-*") for p in prefixes[kind]]
         st.append(_stmt(f"{kind.title()}Jobs", JOB_ACTIONS[kind] + ["sagemaker:AddTags", "sagemaker:ListTags"],
                         resources))
         # .sync integrations: Step Functions manages one EventBridge rule per job type
@@ -257,8 +265,10 @@ def _endpoint_deployer(spec: PipelineSpec, a: Arns, deployers: list[Function]) -
 
 
 def _starter(sid: str, spec: PipelineSpec, a: Arns, target: str, dlq: bool) -> dict[str, Any]:
-    st = [_stmt(sid, ["states:StartExecution"], [a.state_machine()]) if target == "stepfunctions"
-          else _stmt(sid, ["sagemaker:StartPipelineExecution"], [a.pipeline_arn()])]
+    # Step Functions: runs start through the `live` alias. Step Functions authorizes a qualified
+    # ARN against the state machine's own ARN, so both are listed (and nothing broader).
+    st = [_stmt(sid, ["states:StartExecution"], [a.state_machine(), a.state_machine_alias()])
+          if target == "stepfunctions" else _stmt(sid, ["sagemaker:StartPipelineExecution"], [a.pipeline_arn()])]
     if dlq:
         st.append(_stmt("DeadLetterQueue", ["sqs:SendMessage"], [a.queue()]))
     return _doc(*st)

@@ -6,6 +6,11 @@ What an earlier deploy of this target created and the config no longer declares 
 (``prune.py``; rows ``delete``/``deleted``), after everything else is in place.
 A dry run makes the same calls read-only and reports what would change.
 
+Step Functions: a create or update of the state machine publishes an immutable version (its
+description carries the config hash; an unchanged state machine publishes nothing), and the
+``state machine alias`` step points the ``live`` alias at it; schedules, the S3 trigger and
+``mlpipe start`` start runs through that alias (``mlpipe versions``/``rollback``).
+
 Two deploys of one pipeline at once converge: a create that loses the race (AlreadyExists,
 ResourceConflict, ConcurrentModification, ...) is retried, re-reading the resource first, so it
 becomes an update (or nothing); a delete of something already gone is fine.
@@ -47,6 +52,7 @@ class Deployment:
     region: str
     steps: list[Step] = field(default_factory=list)
     lambda_zip: bytes = b""
+    published: dict[str, str] = field(default_factory=dict)   # state machine ARN -> version this deploy published
 
     def c(self, service: str):
         return self.aws.client(service)
@@ -80,7 +86,13 @@ APPLY: dict[str, Callable[[Deployment, Resource, bool], str]] = {
         d.c("sagemaker"), r.name, r.props["description"], _tags(r), apply),
     "state machine": lambda d, r, apply: stepfunctions_client.upsert_state_machine(
         d.c("stepfunctions"), name=r.name, arn=r.arn, definition=r.props["definition"], role_arn=r.props["role"],
-        logging=r.props["logging"], tags=_tags(r), apply=apply),
+        logging=r.props["logging"], tags=_tags(r), apply=apply, version_description=r.props.get("version_description"),
+        published=lambda version: d.published.__setitem__(r.arn, version)),
+    "state machine alias": lambda d, r, apply: stepfunctions_client.upsert_alias(
+        d.c("stepfunctions"), name=r.name, alias_arn=r.arn, state_machine_arn=r.props["state_machine"],
+        description=r.props["description"], version_description=r.props["version_description"],
+        definition=r.props["definition"], role_arn=r.props["role"],
+        published=d.published.get(r.props["state_machine"]), apply=apply),
     "sagemaker pipeline": lambda d, r, apply: sagemaker_client.upsert_pipeline(
         d.c("sagemaker"), name=r.name, definition=r.props["definition"], role_arn=r.props["role"],
         description=r.props["description"], tags=_tags(r), apply=apply),

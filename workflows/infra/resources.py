@@ -90,21 +90,30 @@ def resources(spec: PipelineSpec, target: str, account: str, region: str, files:
 
     # --- the orchestrator ----------------------------------------------------------------
     if target == "stepfunctions":
-        add(Resource("state machine", naming.state_machine_name(spec.name), {
+        machine = {
             "definition": files[STATE_MACHINE_FILE].decode(), "role": a.role("stepfunctions"),
             "logging": {"level": "ERROR", "includeExecutionData": False,
-                        "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": a.log_group(log_group) + ":*"}}]},
-            "tags": tags}, a.state_machine()))
+                        "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": a.log_group(log_group) + ":*"}}]}}
+        # a create or an update publishes an immutable version (described with the config hash)
+        add(Resource("state machine", naming.state_machine_name(spec.name), {
+            **machine, "version_description": version_description(spec), "tags": tags}, a.state_machine()))
+        # every run goes through the `live` alias: deploy points it at the version of this config
+        add(Resource("state machine alias", naming.LIVE_ALIAS, {
+            "definition": machine["definition"], "role": machine["role"], "state_machine": a.state_machine(),
+            "version_description": version_description(spec),
+            "description": f"mlpipe {spec.name}: the version every run starts (deploy and rollback move it)"},
+            a.state_machine_alias()))
     else:
         add(Resource("sagemaker pipeline", naming.sagemaker_pipeline_name(spec.name), {
             "definition": files[PIPELINE_FILE].decode(), "role": a.role("sagemaker"),
             "description": spec.description, "tags": tags}, a.pipeline_arn()))
     orchestrator = a.orchestrator(target)
+    entry = a.entry(target)          # what schedules and triggers start: the alias, or the pipeline
 
     # --- what starts runs, and what reports them -----------------------------------------
     if spec.schedule is not None:
         add(Resource("schedule", naming.schedule_name(spec.name, target),
-                     {"request": _schedule_request(spec, target, a, orchestrator)}))
+                     {"request": _schedule_request(spec, target, a, entry)}))
     if spec.trigger_prefix:
         bucket, _, prefix = spec.trigger_prefix[len("s3://"):].partition("/")
         add(Resource("s3 eventbridge notifications", bucket, {}, in_template=False))
@@ -114,7 +123,7 @@ def resources(spec: PipelineSpec, target: str, account: str, region: str, files:
         if target == "stepfunctions":
             # the execution input is the parameter map; the new object becomes InputData
             rule_target: dict[str, Any] = {
-                "Id": "start-pipeline", "Arn": orchestrator, "RoleArn": a.role("events"),
+                "Id": "start-pipeline", "Arn": entry, "RoleArn": a.role("events"),
                 "InputTransformer": {"InputPathsMap": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
                                      "InputTemplate": '{"InputData": "s3://<bucket>/<key>"}'}}
         else:
@@ -154,6 +163,11 @@ def resources(spec: PipelineSpec, target: str, account: str, region: str, files:
     return out
 
 
+def version_description(spec: PipelineSpec) -> str:
+    """A published state machine version's description: which config it holds."""
+    return f"mlpipe {spec.name}: config {spec.fingerprint}"
+
+
 def package_key(spec: PipelineSpec, zip_bytes: bytes) -> str:
     from workflows.infra.package import package_key as key
 
@@ -167,11 +181,11 @@ def _permission(function: str, rule: str, a: Arns) -> Resource:
         "principal": "events.amazonaws.com", "source_arn": a.rule(rule)})
 
 
-def _schedule_request(spec: PipelineSpec, target: str, a: Arns, orchestrator: str) -> dict[str, Any]:
+def _schedule_request(spec: PipelineSpec, target: str, a: Arns, entry: str) -> dict[str, Any]:
     """The EventBridge Scheduler CreateSchedule request (less its name)."""
     s = spec.schedule
     schedule_target: dict[str, Any] = {
-        "Arn": orchestrator, "RoleArn": a.role("scheduler"),
+        "Arn": entry, "RoleArn": a.role("scheduler"),
         "RetryPolicy": {"MaximumRetryAttempts": s.maximum_attempts,
                         "MaximumEventAgeInSeconds": s.maximum_event_age_seconds},
     }

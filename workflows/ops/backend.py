@@ -1,8 +1,9 @@
 """One protocol for operating a deployed pipeline; one implementation per target.
 
-Every ops command (start, status, list, history, stop, approve, reject, lineage) asks
-``backend_for(target)`` and never branches on the target itself. Executions come back in one
-shape for both targets: ``{name, status, started, stopped, arn}``.
+Every ops command (start, status, list, history, stop, approve, reject, lineage, resume, versions,
+rollback) asks ``backend_for(target)`` and never branches on the target itself. Executions come
+back in one shape for both targets: ``{name, status, started, stopped, arn}``; versions in one
+shape too: ``{version, live, created, config_hash, ...}``, newest first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class Backend(Protocol):
     def history(self, t: Target, arn: str) -> list[dict[str, Any]]: ...
     def answer(self, t: Target, execution: str, decision: str, reason: str) -> dict[str, Any]: ...
     def lineage(self, t: Target, execution: str) -> dict[str, Any]: ...
+    def resume(self, t: Target, execution: str) -> dict[str, Any]: ...
+    def versions(self, t: Target) -> list[dict[str, Any]]: ...
+    def rollback(self, t: Target, to: str | None) -> dict[str, Any]: ...
 
 
 def backend_for(t: Target) -> Backend:

@@ -56,10 +56,23 @@ def sfn_record(definition: str, execution: dict[str, Any]) -> dict[str, Any]:
         model = {**(model or {}), "artifact": artifacts[-1]}
     return {
         "run_id": execution.get("name"), "execution_arn": execution.get("executionArn"),
-        "status": execution.get("status"), **definition_facts(definition), "parameters": params,
+        "status": execution.get("status"), "version": sfn_version(execution), **definition_facts(definition),
+        "parameters": params,
         "metrics": metrics, "model": model, "registry": {"model_package_arn": package} if package else None,
         "jobs": {sid: d["job_name"] for sid, d in stages.items() if isinstance(d, dict) and "job_name" in d},
     }
+
+
+def sfn_version(execution: dict[str, Any]) -> dict[str, Any] | None:
+    """The published state machine version an execution ran, and the alias it started through
+    (None: started unqualified, e.g. before mlpipe published versions)."""
+    arn = execution.get("stateMachineVersionArn")
+    if not arn:
+        return None
+    tail = arn.rsplit(":", 1)[-1]
+    alias = execution.get("stateMachineAliasArn")
+    return {"number": int(tail) if tail.isdigit() else None, "arn": arn,
+            "alias": alias.rsplit(":", 1)[-1] if alias else None}
 
 
 def add_data_and_registry(record: dict[str, Any], aws) -> None:

@@ -3,17 +3,24 @@
 Approvals: the registry's approval status gates deployment, so the answer is the status of the
 model package the execution registered (``UpdateModelPackage``); approving it triggers the
 endpoint deployer through the model-approved EventBridge rule.
+
+Resume (``mlpipe resume``) is ``RetryPipelineExecution``: the same execution continues from its
+failed steps. botocore's model and documentation give no rule beyond "Retry the execution of the
+pipeline", so what surely cannot be retried (Succeeded, Executing, Stopping) is refused first, a
+pipeline whose definition changed since is refused like an old Step Functions version, and for
+the rest (Failed, Stopped, CompletedWithFailures) the service decides: its refusal is one message.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, Iterable
 
 from config.errors import UserError
 from workflows.aws import sagemaker_client as smc
-from workflows.aws.session import aws_errors
-from workflows.ops import approvals
+from workflows.aws.session import aws_errors, error_code, same_json
+from workflows.ops import approvals, versions
 from workflows.ops.backend import duration, resolve_by_listing
 from workflows.ops.target import Target
 
@@ -100,11 +107,49 @@ class SageMakerPipelines:
             params = smc.parameters_for_execution(sm, arn)
         doc = json.loads(definition)
         defaults = {p["Name"]: p.get("DefaultValue") for p in doc.get("Parameters", [])}
+        version = e.get("PipelineVersionId")
         record = {"run_id": arn.rsplit("/", 1)[-1], "execution_arn": arn,
-                  "status": e.get("PipelineExecutionStatus"), **lineage.definition_facts(definition),
+                  "status": e.get("PipelineExecutionStatus"),
+                  "version": {"number": int(version)} if version is not None else None,
+                  **lineage.definition_facts(definition),
                   "parameters": {**defaults, **params}, "metrics": {}, "model": None, "registry": None}
         lineage.add_data_and_registry(record, t.aws)
         return record
+
+    # --- resume, versions, rollback ------------------------------------------------------
+    def versions(self, t: Target) -> list[dict[str, Any]]:
+        return versions.sm_versions(t)
+
+    def rollback(self, t: Target, to: str | None) -> dict[str, Any]:
+        return versions.sm_rollback(t, to)
+
+    def resume(self, t: Target, execution: str) -> dict[str, Any]:
+        sm = self._client(t)
+        arn = self.resolve(t, execution)
+        info = self.describe(t, arn, execution)
+        name, status = info["name"], info["status"]
+        new_run = f"start a new run instead: mlpipe start --config {t.source} --target sagemaker"
+        if status == "Succeeded":
+            raise UserError(f"execution {name} Succeeded: there is nothing to resume", source=t.source, fix=new_run)
+        if status in ("Executing", "Stopping"):
+            raise UserError(f"execution {name} is {status}: only a Failed or Stopped execution can be resumed",
+                            source=t.source, fix=f"wait until it ends (`mlpipe status {name} --target sagemaker`)")
+        with aws_errors(f"comparing the definition {name} ran with the pipeline's"):
+            ran = smc.pipeline_definition_for_execution(sm, arn)
+            current = (smc.describe_pipeline(sm, t.resource) or {}).get("PipelineDefinition", "{}")
+        if not same_json(ran, current):
+            raise UserError(f"execution {name} ran an earlier definition of {t.resource}: a retry would resume "
+                            "the old definition", source=t.source, fix=new_run)
+        with aws_errors(f"retrying execution {name}"):
+            try:
+                smc.retry_pipeline_execution(sm, arn, uuid.uuid4().hex)
+            except Exception as exc:
+                if error_code(exc) not in ("ConflictException", "ValidationException"):
+                    raise
+                message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
+                raise UserError(f"SageMaker will not retry execution {name} ({status}): {message}",
+                                source=t.source, fix=new_run) from None
+        return {"name": name, "arn": arn, "previous_status": status, "action": "retried"}
 
 
 def registered_package(steps: Iterable[dict[str, Any]]) -> str | None:

@@ -10,11 +10,13 @@ State data layout:
     $.parameters   pipeline parameters: declared defaults merged with the execution input
     $.run          {"execution": $$.Execution.Name, "hash": MD5 of it (32 hex chars)}
     $.stages.<id>  each stage's trimmed result (ResultSelector), e.g. $.stages.train.model
-    $.error        the error a Catch caught, read by the Fail state
 
-Job names: ``<pipeline>-<stage>-<md5(execution name)>-<retry count>``, computed inside the state
-machine with States.Format, at most 63 characters of [a-z0-9-]. The hash makes two executions
-(scheduled ones too) differ; ``$$.State.RetryCount`` makes a retry differ from its first attempt.
+Job names: ``<pipeline>-<stage>-<md5(execution name)>-<redrive count><retry count>``, computed
+inside the state machine with States.Format, at most 63 characters of [a-z0-9-]. The hash makes two executions
+(scheduled ones too) differ; ``$$.State.RetryCount`` makes a retry differ from its first attempt,
+and ``$$.Execution.RedriveCount`` a redriven attempt (``mlpipe resume``) from the failed one. A
+failed task is not caught: the execution fails at that task, with its error and cause, so a
+redrive restarts it there.
 
 The SDK's partition lookup for each integration ARN is asked once per region (``_partition_once``).
 
@@ -56,8 +58,8 @@ from steps.spec import (
 
 HASH = "$.run.hash"
 RETRY = "$$.State.RetryCount"
+REDRIVE = "$$.Execution.RedriveCount"
 SAGEMAKER_RETRY_ATTEMPTS = 2          # keeps the retry count to one digit in job names
-FAILED = "pipeline-failed"
 DONE = "pipeline-succeeded"
 APPROVAL_DECLINED = "Rejected"        # error name `mlpipe reject` sends; caught, ends the run cleanly
 
@@ -81,7 +83,7 @@ def state_id(stage_name: str) -> str:
 
 def job_name(spec: PipelineSpec, stage: str) -> str:
     prefix = naming.job_prefix(spec.name, stage)
-    return dyn(fmt(prefix + "-{}-{}", HASH, RETRY))
+    return dyn(fmt(prefix + "-{}-{}{}", HASH, REDRIVE, RETRY))
 
 
 def run_name(spec: PipelineSpec, stage: str) -> str:
@@ -92,11 +94,8 @@ def run_name(spec: PipelineSpec, stage: str) -> str:
 class _Renderer(RendererBase):
     def __init__(self, spec: PipelineSpec) -> None:
         super().__init__(spec)
-        self.failed = Fail(FAILED, comment="A stage failed; the error and cause come from its Catch.")
         self.selectors: dict[str, dict[str, str]] = {}
-        self.patches: dict[str, dict[str, Any]] = {
-            FAILED: {"ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
-        }
+        self.patches: dict[str, dict[str, Any]] = {}
 
     # --- references ----------------------------------------------------------------------
     def path(self, v: Any) -> Any:
@@ -125,7 +124,8 @@ class _Renderer(RendererBase):
             # API errors (throttling, capacity) are retried; the new attempt gets a new job name.
             task.add_retry(Retry(error_equals=["SageMaker.AmazonSageMakerException"], interval_seconds=30,
                                  max_attempts=SAGEMAKER_RETRY_ATTEMPTS, backoff_rate=2.0))
-        task.add_catch(Catch(error_equals=["States.ALL"], next_step=self.failed, result_path="$.error"))
+        # No catch-all: a failed task fails the execution in place, with its own error and
+        # cause, so a redrive (`mlpipe resume`) restarts that very task.
         return task
 
     # --- one method per stage kind; each returns the states of that stage, in order ------

@@ -1,0 +1,3 @@
+from _stub import missing
+
+as_arrow_file = missing("mlio.integ.arrow.as_arrow_file")

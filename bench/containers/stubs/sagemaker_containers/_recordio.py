@@ -1,0 +1,3 @@
+from _stub import missing
+
+_write_recordio = missing("sagemaker_containers._recordio._write_recordio")
