@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from workflows.local.data import sha256_file
 
 MANIFEST = "manifest.json"
 TREE = "tree"
@@ -48,14 +49,6 @@ def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, symlinks=True, copy_function=clone_file)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def describe_tree(root: Path) -> dict[str, dict[str, Any]]:
     """Every entry under ``root``: files by size and SHA-256, symlinks by target, directories."""
     out: dict[str, dict[str, Any]] = {}
@@ -68,7 +61,7 @@ def describe_tree(root: Path) -> dict[str, dict[str, Any]]:
             elif path.is_dir():
                 out[rel] = {"dir": True}
             elif path.is_file():
-                out[rel] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+                out[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
             else:
                 out[rel] = {"other": True}
     return out
