@@ -49,7 +49,8 @@ def read_document(path: Path) -> dict[str, Any]:
         raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                           source=str(path)) from None
     except Exception as exc:  # yaml.YAMLError carries the position in its text
-        raise ConfigError(f"invalid YAML: {exc}".replace("\n", " "), source=str(path)) from None
+        text = str(exc).replace('"<unicode string>"', str(path)).replace("\n", " ")
+        raise ConfigError(f"invalid YAML: {' '.join(text.split())}", source=str(path)) from None
     if not isinstance(doc, dict):
         raise ConfigError("the top level must be a mapping (pipeline:, aws:, stages:, ...)", source=str(path))
     return doc

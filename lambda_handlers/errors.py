@@ -5,8 +5,22 @@ Lambda reports the exception's class name as ``errorType``, so a Step Functions 
 """
 
 
+MAX_MESSAGE = 4096   # an execution history shows the cause; a 10 MB echo of the input helps nobody
+
+
+def bounded(text: str, head: int = 2048, tail: int = 1024) -> str:
+    """The start and the end of a long text, saying how much was left out."""
+    if len(text) <= head + tail + 64:
+        return text
+    return f"{text[:head]} ... ({len(text) - head - tail} characters left out) ... {text[-tail:]}"
+
+
 class HandlerError(Exception):
-    """Base class: a failure with a message for the person reading the execution history."""
+    """Base class: a failure with a message for the person reading the execution history
+    (bounded: values from the event are never echoed whole)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(bounded(str(message)))
 
 
 class InvalidEventError(HandlerError):

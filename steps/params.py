@@ -40,7 +40,8 @@ def parse_params(raw: list[str] | tuple[str, ...], parameters: tuple[Parameter, 
         try:
             out[key] = param.coerce(value)
         except (TypeError, ValueError) as exc:
-            allowed = f"one of {', '.join(map(str, param.allowed))}" if param.allowed else f"a {param.type} value"
+            article = "an" if param.type[0] in "AEIOU" else "a"
+            allowed = f"one of {', '.join(map(str, param.allowed))}" if param.allowed else f"{article} {param.type} value"
             raise UserError(f"parameter {key} ({param.type}): {exc}", field="--param",
                             fix=f"give {allowed}, e.g. --param {key}={param.default}") from None
     return out

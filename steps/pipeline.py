@@ -68,8 +68,8 @@ def toposort(stages: list[Stage], source: str | None) -> tuple[Stage, ...]:
     while waiting:
         ready = [name for name, ups in waiting.items() if not ups]
         if not ready:
-            cycle = " -> ".join(sorted(waiting))
-            raise ConfigError(f"stages depend on each other in a cycle among: {cycle}", source=source,
+            cycle = " -> ".join(_cycle(waiting))
+            raise ConfigError(f"stages depend on each other in a cycle: {cycle}", source=source,
                               field="stages", fix="remove one of the depends_on links")
         name = min(ready, key=rank.__getitem__)
         del waiting[name]
@@ -77,6 +77,17 @@ def toposort(stages: list[Stage], source: str | None) -> tuple[Stage, ...]:
             ups.discard(name)
         result.append(stages[order[name]])
     return tuple(result)
+
+
+def _cycle(waiting: dict[str, set[str]]) -> list[str]:
+    """One cycle among stages that wait on each other (not every stage downstream of it):
+    follow waiting edges from any stage until one repeats."""
+    path: list[str] = []
+    node = min(waiting)
+    while node not in path:
+        path.append(node)
+        node = min(u for u in waiting[node] if u in waiting)
+    return path[path.index(node):] + [node]
 
 
 def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> PipelineSpec:

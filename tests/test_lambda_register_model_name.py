@@ -129,3 +129,11 @@ def test_ssm_refusals_are_parameter_write_errors(monkeypatch):
     with pytest.raises(ParameterWriteError, match="cannot read SSM parameter"):
         register_model_name.handler({"model_name": "m"}, None, ssm_client=Unreadable())
 
+
+
+def test_a_huge_event_value_is_not_echoed_whole():
+    from lambda_handlers.errors import InvalidEventError, bounded
+
+    error = InvalidEventError("invalid event: " + "x" * 10_000_000)
+    assert len(str(error)) < 4096 and "characters left out" in str(error)
+    assert bounded("short") == "short"

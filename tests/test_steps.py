@@ -157,21 +157,22 @@ def test_toposort_cycle_raises_config_error():
         ProcessingStage(name="a", depends_on=("b",)),
         ProcessingStage(name="b", inputs={"x": OutputRef("a", "out")}),
         ProcessingStage(name="free"),
+        ProcessingStage(name="after", depends_on=("b",)),   # waits on the cycle, is not part of it
     ]
     with pytest.raises(ConfigError) as info:
         toposort(stages, "pipe.yaml")
     err = info.value
     assert (err.message, err.source, err.field, err.fix) == (
-        "stages depend on each other in a cycle among: a -> b",
+        "stages depend on each other in a cycle: a -> b -> a",
         "pipe.yaml", "stages", "remove one of the depends_on links")
-    assert str(err) == ("pipe.yaml: stages: stages depend on each other in a cycle among: a -> b\n"
+    assert str(err) == ("pipe.yaml: stages: stages depend on each other in a cycle: a -> b -> a\n"
                         "  fix: remove one of the depends_on links")
 
 
 def test_toposort_self_dependency_is_a_cycle():
     with pytest.raises(ConfigError) as info:
         toposort([ProcessingStage(name="a", depends_on=("a",))], None)
-    assert info.value.message == "stages depend on each other in a cycle among: a"
+    assert info.value.message == "stages depend on each other in a cycle: a -> a"
 
 
 # --- gate_later_stages -----------------------------------------------------------------------

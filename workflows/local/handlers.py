@@ -77,7 +77,7 @@ class StageHandlers:
             return path
         resolved = self.resolve(value, stage)
         if isinstance(resolved, str) and resolved.startswith("s3://"):
-            return fetch(resolved, self.root / ".datasets", self.options.aws)[0]
+            return fetch(resolved, self.root / ".datasets", self.aws_settings())[0]
         return Path(resolved)
 
     def _training(self, stage: TrainingStage, work: Path) -> dict:

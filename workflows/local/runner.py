@@ -297,6 +297,13 @@ class LocalRun(StageHandlers):
             return self.record["parameters"][value.name]
         return value
 
+    def aws_settings(self) -> dict[str, Any]:
+        """Where S3 inputs are read: --endpoint-url/--region/--profile, else the config's region
+        (the spec's region already falls back to AWS_REGION / AWS_DEFAULT_REGION)."""
+        settings = dict(self.options.aws or {})
+        settings["region"] = settings.get("region") or self.spec.region
+        return settings
+
     def local_data(self, param: str, explicit: bool) -> Path | None:
         """Fetch a data parameter's value to a local file, recording its lineage."""
         data = self.spec.data or {}
@@ -307,7 +314,7 @@ class LocalRun(StageHandlers):
             source = self.record["parameters"][param]
             if not explicit and source.startswith("s3://"):
                 return None  # an example's S3 default: the caller falls back to local data
-        path, lineage = fetch(source, self.root / ".datasets", self.options.aws)
+        path, lineage = fetch(source, self.root / ".datasets", self.aws_settings())
         check_line_length(path, source)
         with self._lock:
             self.record.setdefault("lineage_inputs", {})[param] = lineage

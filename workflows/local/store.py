@@ -140,9 +140,9 @@ def find_run(root: Path, run_id: str) -> Path:
     for path in (candidate, root / run_id):
         if (path / "run.json").is_file():
             return path.resolve()
-    known = sorted(p.parent.name for p in root.glob("*/run.json")) if root.is_dir() else []
+    known = sorted(root.glob("*/run.json"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
     raise UserError(f"no local run {run_id!r} in {root}",
-                    fix="list runs with `mlpipe runs`" + (f" (latest: {known[-1]})" if known else ""))
+                    fix="list runs with `mlpipe runs`" + (f" (latest: {known[-1].parent.name})" if known else ""))
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:
