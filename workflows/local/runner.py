@@ -499,7 +499,10 @@ class LocalRun(StageHandlers):
             "config_hash": self.spec.fingerprint,
             "code": {a.name if a.archive else a.entry.name: a.sha256 for a in self.spec.assets},
             "data": self.record.get("lineage_inputs", {}),
-            "parameters": self.record.get("parameters", {}),
+            # what the run really used: a data parameter's value is the file that was read
+            "parameters": {**self.record.get("parameters", {}),
+                           **{k: v["source"] for k, v in self.record.get("lineage_inputs", {}).items()
+                              if isinstance(v, dict) and v.get("source")}},
             "metrics": self.metrics(),
             "model": {"name": model["outputs"]["model_name"]["value"], "artifact": artifact,
                       "sha256": tree_hash(Path(artifact))} if model and Path(artifact).exists() else None,
