@@ -146,6 +146,7 @@ def test_lineage_tells_runs_on_different_data_apart(runs, tmp_path):
     assert a["data"]["InputData"]["sha256"] != b["data"]["InputData"]["sha256"]
     assert a["code"] == b["code"] and set(a["code"]) >= {"preprocess.py", "evaluate.py"}
     assert b["model"]["sha256"] and b["registry"]["version"] >= 1
+    assert b["parameters"]["InputData"] == b["data"]["InputData"]["source"] == str(path.resolve())
     text = run_cli("lineage", second["run_id"], "--runs-dir", str(runs))
     assert text.returncode == 0 and "config hash" in text.stdout and str(path) in text.stdout
 
