@@ -7,7 +7,6 @@ import json
 import random
 from pathlib import Path
 
-import pytest
 import yaml
 
 from conftest import EXAMPLES, run_cli
