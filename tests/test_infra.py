@@ -32,10 +32,12 @@ def deployments(moto_server):
     from workflows.aws.session import from_args
     from workflows.infra import cloudformation, plan
     from workflows.infra.package import build_zip
+    from moto_server import reset
     from workflows.render import render_cached
 
     out = {}
     for config, target in CASES:
+        reset(moto_server)   # an empty account: the plan creates everything (whatever ran before)
         path = str(EXAMPLES / f"{config}.yaml")
         aws = from_args(argparse.Namespace(endpoint_url=moto_server, region="us-east-1", profile=None))
         d = plan.prepare(path, target, aws)
