@@ -9,6 +9,7 @@ a typo must fail loudly rather than be silently ignored.
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from typing import Annotated, Literal, Union
 
@@ -579,6 +580,22 @@ class Trigger(Strict):
     s3_prefix: S3Uri
 
 
+_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
+
+
+class Cache(Strict):
+    """SageMaker Pipelines step caching: an unchanged step reuses a result younger than this."""
+
+    expire_after: str
+
+    @field_validator("expire_after")
+    @classmethod
+    def _iso_duration(cls, v: str) -> str:
+        if not _DURATION.match(v):
+            raise FieldError(f"{v!r} is not an ISO 8601 duration", fix="e.g. P30D (30 days) or PT12H (12 hours)")
+        return v
+
+
 class Notifications(Strict):
     emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
 
@@ -606,6 +623,7 @@ class PipelineConfig(Strict):
     stages: list[StageConfig] = Field(min_length=1)
     schedule: Schedule | None = None
     trigger: Trigger | None = None
+    cache: Cache | None = None
     notifications: Notifications = Notifications()
     _source: Path | None = PrivateAttr(default=None)
 

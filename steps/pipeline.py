@@ -123,6 +123,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
         schedule=Schedule(sched.expression, sched.timezone, sched.enabled, sched.retry.maximum_attempts,
                           sched.retry.maximum_event_age_seconds, sched.dead_letter_queue) if sched else None,
         trigger_prefix=config.trigger.s3_prefix if config.trigger else None,
+        cache_expire_after=config.cache.expire_after if config.cache else None,
         emails=tuple(config.notifications.emails),
         source=config._source,
     )

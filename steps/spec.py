@@ -369,6 +369,7 @@ class PipelineSpec:
     data: Mapping[str, Any]            # the data section, for preprocessing and local runs
     schedule: Schedule | None = None
     trigger_prefix: str | None = None  # s3://bucket/prefix/ that starts a run on new objects
+    cache_expire_after: str | None = None  # SageMaker Pipelines step caching (ISO 8601 duration)
     emails: tuple[str, ...] = ()
     source: Path | None = None
 
@@ -422,6 +423,7 @@ class PipelineSpec:
             "data": plain(self.data),
             "schedule": asdict(self.schedule) if self.schedule else None,
             "trigger_prefix": self.trigger_prefix,
+            "cache_expire_after": self.cache_expire_after,
             "emails": list(self.emails),
         }
 

@@ -441,3 +441,45 @@ def test_tuning_iam_is_scoped_and_describe_and_graph_show_it(tuned):
     assert info["instance_type"] == "ml.m5.xlarge" and info["tuning"]["strategy"] == "Bayesian"
     assert info["tuning"]["ranges"]["eta"] == {"type": "continuous", "min": 0.05, "max": 0.5, "scaling": "Logarithmic"}
     assert "preprocess --> tune" in mermaid(spec) and "tune --> evaluate" in mermaid(spec)
+
+
+# --- SageMaker Pipelines: retries on every job step, caching when configured --------------------
+
+def _all_steps(steps):
+    for step in steps:
+        yield step
+        args = step.get("Arguments") if isinstance(step.get("Arguments"), dict) else {}
+        yield from _all_steps(args.get("IfSteps", []) + args.get("ElseSteps", []))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_job_step_retries_and_caches_only_when_configured(rendered, name):
+    steps = list(_all_steps(json.loads(rendered[name][PIPELINE_FILE])["Steps"]))
+    jobs = [s for s in steps if s["Type"] in ("Processing", "Training", "Transform", "Tuning")]
+    assert jobs
+    for step in jobs:
+        kinds = [p["ExceptionType"] for p in step["RetryPolicies"]]
+        assert kinds == [["Step.SERVICE_FAULT", "Step.THROTTLING"],
+                         ["SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"]]
+        assert "CacheConfig" not in step   # off by default
+
+
+def test_cache_config_comes_from_the_config(tmp_path):
+    import yaml
+
+    from config.errors import ConfigError
+    from workflows.render import definition
+
+    doc = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    doc["cache"] = {"expire_after": "P30D"}
+    path = tmp_path / "quickstart.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    steps = list(_all_steps(definition(load_spec(path, env=CLEAN_ENV), "sagemaker")["Steps"]))
+    cached = {s["Name"]: s["CacheConfig"] for s in steps if "CacheConfig" in s}
+    assert set(cached) == {s["Name"] for s in steps if s["Type"] in ("Processing", "Training", "Transform")}
+    assert set(map(json.dumps, cached.values())) == {json.dumps({"Enabled": True, "ExpireAfter": "P30D"})}
+    doc["cache"] = {"expire_after": "30 days"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError) as err:
+        load_spec(path, env=CLEAN_ENV)
+    assert err.value.field == "cache.expire_after" and "ISO 8601" in err.value.message

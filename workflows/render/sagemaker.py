@@ -33,7 +33,10 @@ from sagemaker.workflow.parameters import ParameterBoolean, ParameterFloat, Para
 from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
 from sagemaker.workflow.properties import PropertyFile
-from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep, TuningStep
+from sagemaker.workflow.retry import (
+    SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy,
+)
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TransformStep, TuningStep
 from sagemaker.tuner import HyperparameterTuner
 
 from steps import naming
@@ -95,6 +98,20 @@ class _Renderer(RendererBase):
         """s3://<bucket>/<prefix>/runs/<execution id>/<parts>: a fresh place for every run."""
         return Join(on="/", values=[self.spec.s3_root, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
+    def job_step(self) -> dict[str, Any]:
+        """What every job step gets: retries for throttling, service faults and capacity (as the
+        Step Functions target retries its SageMaker tasks), and step caching when configured."""
+        out: dict[str, Any] = {"retry_policies": [
+            StepRetryPolicy(exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
+                            interval_seconds=30, backoff_rate=2.0, max_attempts=3),
+            SageMakerJobStepRetryPolicy(exception_types=[SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                                                         SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                                                         SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
+                                        interval_seconds=60, backoff_rate=2.0, max_attempts=3)]}
+        if self.spec.cache_expire_after:
+            out["cache_config"] = CacheConfig(enable_caching=True, expire_after=self.spec.cache_expire_after)
+        return out
+
     def depends(self, stage: Stage) -> list[str]:
         """Explicit ordering edges; edges to a gate or approval are its ConditionStep branch."""
         return [d for d in stage.depends_on if self.spec.stage(d).kind not in _BRANCH_KINDS]
@@ -116,7 +133,7 @@ class _Renderer(RendererBase):
                                       destination=self.run_uri(s.name, o)) for o in s.outputs],
             arguments=list(s.arguments) or None,
         )
-        return ProcessingStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
+        return ProcessingStep(name=s.name, step_args=args, depends_on=self.depends(s) or None, **self.job_step())
 
     def estimator(self, s: TrainingStage, output_path: Any = None):
         common = dict(
@@ -134,7 +151,7 @@ class _Renderer(RendererBase):
 
     def training(self, s: TrainingStage) -> TrainingStep:
         inputs = {k: TrainingInput(s3_data=self.value(v), content_type=s.content_type) for k, v in s.inputs.items()}
-        return TrainingStep(name=s.name, step_args=self.estimator(s).fit(inputs=inputs),
+        return TrainingStep(name=s.name, step_args=self.estimator(s).fit(inputs=inputs), **self.job_step(),
                             depends_on=self.depends(s) or None)
 
     def tuning(self, s: TuningStage) -> TuningStep:
@@ -147,7 +164,8 @@ class _Renderer(RendererBase):
             max_parallel_jobs=s.max_parallel_jobs, early_stopping_type=s.early_stopping, random_seed=s.random_seed,
             base_tuning_job_name=naming.tuning_job_prefix(self.spec.name, s.name))
         inputs = {k: TrainingInput(s3_data=self.value(v), content_type=t.content_type) for k, v in s.inputs.items()}
-        return TuningStep(name=s.name, step_args=tuner.fit(inputs=inputs), depends_on=self.depends(s) or None)
+        return TuningStep(name=s.name, step_args=tuner.fit(inputs=inputs), depends_on=self.depends(s) or None,
+                          **self.job_step())
 
     def evaluation(self, s: EvaluationStage) -> ProcessingStep:
         processor = ScriptProcessor(
@@ -169,7 +187,7 @@ class _Renderer(RendererBase):
                                       destination=self.run_uri(s.name, "evaluation"))],
             arguments=["--problem-type", s.problem_type],
         )
-        return ProcessingStep(name=s.name, step_args=args, property_files=[report],
+        return ProcessingStep(name=s.name, step_args=args, property_files=[report], **self.job_step(),
                               depends_on=self.depends(s) or None)
 
     def model_for(self, s: Stage, model_data_ref: OutputRef, image: Image, instance_type: str) -> Model:
@@ -216,7 +234,7 @@ class _Renderer(RendererBase):
         )
         args = transformer.transform(data=self.value(s.inputs["data"]), content_type=s.content_type,
                                      split_type="Line", join_source="Input")
-        return TransformStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
+        return TransformStep(name=s.name, step_args=args, depends_on=self.depends(s) or None, **self.job_step())
 
     def lambda_(self, s: LambdaStage) -> LambdaStep:
         return LambdaStep(
