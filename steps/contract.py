@@ -79,10 +79,6 @@ KINDS: dict[str, Kind] = _kinds()
 CONFIG_KINDS = tuple(k for k, v in KINDS.items() if v.factory is not None)   # what a config may declare
 
 
-def kind_of(stage) -> Kind:
-    return KINDS[stage.kind]
-
-
 def handler(handlers: dict[str, Callable], stage, backend: str) -> Callable:
     """A backend's handler for a stage's kind; a kind without one is an error, never skipped."""
     try:

@@ -156,10 +156,6 @@ class Arns:
         """A qualified state machine ARN: ``<state machine ARN>:<alias>``."""
         return f"{self.state_machine()}:{alias}"
 
-    def state_machine_version(self, version: int | str) -> str:
-        """A qualified state machine ARN: ``<state machine ARN>:<version number>``."""
-        return f"{self.state_machine()}:{version}"
-
     def entry(self, target: str) -> str:
         """What starts a run: the ``live`` alias of the state machine, or the SageMaker pipeline."""
         return self.state_machine_alias() if target == "stepfunctions" else self.pipeline_arn()

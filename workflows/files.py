@@ -287,8 +287,3 @@ def _write_into_existing(files: dict[str, bytes], sums: dict[str, str], out: Pat
         os.replace(scratch / MANIFEST, out / MANIFEST)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def write_tree(files: dict[str, bytes], out: Path) -> None:
-    """Kept for callers of the old name: ``write_owned_tree`` without --force."""
-    write_owned_tree(files, out)

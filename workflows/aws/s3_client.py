@@ -64,16 +64,5 @@ def head(s3, bucket: str, key: str) -> dict[str, Any] | None:
     return or_none(s3.head_object, Bucket=bucket, Key=key)
 
 
-def download(s3, bucket: str, key: str, path) -> None:
-    s3.download_file(bucket, key, str(path))
-
-
-def list_keys(s3, bucket: str, prefix: str) -> list[str]:
-    keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", [])]
-    return keys
-
-
 def read_object(s3, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()

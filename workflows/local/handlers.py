@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 from typing import Any, Callable
 
-from steps.contract import handler
+from steps.contract import INPUT_CONFIG_DIR, KINDS, MODEL_DIR, PROCESSING, handler
 from steps.spec import (
     EvaluationStage, GateStage, OutputRef, ParamRef, ProcessingStage, Stage, TrainingStage, TuningStage,
 )
@@ -28,6 +28,15 @@ class StageFailed(Exception):
 
 
 DONE = {"Succeeded", "Cached"}
+
+
+def local_rel(container_path: str) -> str:
+    """A container path (steps/contract.py) inside a stage's work directory, relative to it."""
+    return container_path.lstrip("/")
+
+
+def local(work: Path, container_path: str) -> Path:
+    return work / local_rel(container_path)
 
 
 class StageHandlers:
@@ -58,15 +67,14 @@ class StageHandlers:
             (dst / item.name).symlink_to(item.resolve())
 
     def _processing(self, stage: ProcessingStage, work: Path) -> dict:
-        base = work / "opt/ml/processing"
+        kind = KINDS[stage.kind]
         for name, value in stage.inputs.items():
-            src = self._input_path(stage, name, value)
-            self._link(src, base / "input" / name)
+            self._link(self._input_path(stage, name, value), local(work, kind.input_path(name)))
         for out in stage.outputs:
-            (base / out).mkdir(parents=True, exist_ok=True)
+            local(work, kind.output_path(out)).mkdir(parents=True, exist_ok=True)
         self._job(stage, work, script=str(stage.code.entry), argv=list(stage.arguments),
-                  env={"MLPIPE_PROCESSING_DIR": str(base)})
-        return {o: {"path": f"opt/ml/processing/{o}"} for o in stage.outputs}
+                  env={"MLPIPE_PROCESSING_DIR": str(local(work, PROCESSING))})
+        return {o: {"path": local_rel(kind.output_path(o))} for o in stage.outputs}
 
     def _input_path(self, stage: Stage, name: str, value: Any) -> Path:
         if isinstance(value, ParamRef):
@@ -82,14 +90,15 @@ class StageHandlers:
 
     def _training(self, stage: TrainingStage, work: Path) -> dict:
         ml = work / "opt/ml"
-        env = {"SM_MODEL_DIR": str(ml / "model"), "SM_INPUT_CONFIG_DIR": str(ml / "input/config"),
+        env = {"SM_MODEL_DIR": str(local(work, MODEL_DIR)), "SM_INPUT_CONFIG_DIR": str(local(work, INPUT_CONFIG_DIR)),
                "SM_OUTPUT_DATA_DIR": str(ml / "output/data"), "SM_CHECKPOINT_DIR": str(ml / "checkpoints"),
                "SM_CHANNELS": json.dumps(sorted(stage.inputs)), "SM_NUM_GPUS": "0", "SM_NUM_CPUS": "1",
                "SM_HOSTS": json.dumps(["algo-1"]), "SM_CURRENT_HOST": "algo-1",
                "SM_HPS": json.dumps(dict(stage.hyperparameters), sort_keys=True)}
         for channel, value in stage.inputs.items():
-            self._link(self._input_path(stage, channel, value), ml / "input/data" / channel)
-            env[f"SM_CHANNEL_{channel.upper()}"] = str(ml / "input/data" / channel)
+            path = local(work, KINDS["training"].channel_path(channel))
+            self._link(self._input_path(stage, channel, value), path)
+            env[f"SM_CHANNEL_{channel.upper()}"] = str(path)
         for d in ("model", "output/data", "checkpoints"):
             (ml / d).mkdir(parents=True, exist_ok=True)
         store.write_json(ml / "input/config/hyperparameters.json",
@@ -177,13 +186,13 @@ class StageHandlers:
         return tuning.read_objective(log.read_text(errors="replace"), regex) if log.is_file() else None
 
     def _evaluation(self, stage: EvaluationStage, work: Path) -> dict:
-        base = work / "opt/ml/processing"
-        self._link(self._input_path(stage, "model", stage.inputs["model"]), base / "model")
-        self._link(self._input_path(stage, "test", stage.inputs["test"]), base / "test")
-        (base / "evaluation").mkdir(parents=True)
+        kind = KINDS[stage.kind]
+        for name in ("model", "test"):
+            self._link(self._input_path(stage, name, stage.inputs[name]), local(work, kind.input_path(name)))
+        local(work, kind.output_path("evaluation")).mkdir(parents=True)
         self._job(stage, work, script=str(stage.code.entry), argv=["--problem-type", stage.problem_type],
-                  env={"MLPIPE_PROCESSING_DIR": str(base)})
-        return {"evaluation": {"path": "opt/ml/processing/evaluation"}}
+                  env={"MLPIPE_PROCESSING_DIR": str(local(work, PROCESSING))})
+        return {"evaluation": {"path": local_rel(kind.output_path("evaluation"))}}
 
     def _gate(self, stage: GateStage, work: Path) -> dict:
         threshold = self.options.gate_threshold if self.options.gate_threshold is not None else stage.threshold

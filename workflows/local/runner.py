@@ -45,7 +45,7 @@ from typing import Any, Callable
 from config.errors import UserError
 from steps.spec import EvaluationStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage
 from workflows.local import store, supervise
-from workflows.local.cache import StageCache, copy_tree
+from workflows.local.cache import StageCache
 from workflows.local.data import check_line_length, fetch, tree_hash
 from workflows.local.stages import WAITING
 from workflows.local.handlers import DONE, StageFailed, StageHandlers
@@ -536,14 +536,3 @@ class LocalRun(StageHandlers):
             self.observer(self.record)
         except Exception:  # progress display is best effort
             pass
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Copy a finished stage directory (reflinks where the filesystem can, else plain copies;
-    never hard links, which a later write would change in both places)."""
-    copy_tree(src, dst)
-
-
-def _tail(log: Path, lines: int = 25) -> str:
-    """The last lines of a stage log, bounded (see ``store.tail``)."""
-    return store.tail(log, lines)
