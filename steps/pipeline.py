@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from config.errors import ConfigError
 from config.loader import config_dir
@@ -88,6 +89,87 @@ def _cycle(waiting: dict[str, set[str]]) -> list[str]:
         path.append(node)
         node = min(u for u in waiting[node] if u in waiting)
     return path[path.index(node):] + [node]
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Branches that may run at the same time; each branch is a sequence (see ``parallel_plan``)."""
+
+    branches: tuple[tuple, ...]
+
+
+def ancestry(stages: tuple[Stage, ...]) -> dict[str, set[str]]:
+    """Every stage's ancestors (transitive upstream), for stages in dependency order."""
+    out: dict[str, set[str]] = {}
+    for s in stages:
+        out[s.name] = set().union(*({u} | out[u] for u in s.upstream))
+    return out
+
+
+def parallel_plan(stages: tuple[Stage, ...]) -> tuple:
+    """The stages as a series-parallel sequence: stage names in order, and ``Parallel`` items.
+
+    A linear rendering (a state machine) runs the sequence in order and the branches of a
+    Parallel at once, so a stage waits only for its own ancestors and the critical path is the
+    DAG's. A sequence is split at its *cuts* (stages comparable with every other stage of it:
+    all before are its ancestors, all after its descendants); what lies between two cuts splits
+    into independent components, one branch each, decomposed again. A part that is neither
+    (an N-shaped DAG: a->c, b->c, b->d) is split where its dependency order gives the shortest
+    plan; there a stage may wait for one that is not its ancestor.
+    A gate is a cut, since every later stage depends on it (``gate_later_stages``).
+    """
+    names = [s.name for s in stages]
+    ancestors = ancestry(stages)
+
+    def related(a: str, b: str) -> bool:
+        return a in ancestors[b] or b in ancestors[a]
+
+    def cuts(members: list[str]) -> set[str]:
+        return {c for c in members if all(m == c or related(m, c) for m in members)}
+
+    def sequence(members: list[str]) -> tuple:
+        at = cuts(members)
+        if len(members) <= 1 or not at:
+            return tuple(members) if len(members) <= 1 else branches(members)
+        out: list = []
+        part: list[str] = []
+        for m in members:
+            if m in at:
+                out += branches(part)
+                out.append(m)
+                part = []
+            else:
+                part.append(m)
+        return tuple(out + list(branches(part)))
+
+    def branches(members: list[str]) -> tuple:
+        if not members:
+            return ()
+        components: list[list[str]] = []
+        for m in members:                  # members are in dependency order
+            joined = [c for c in components if any(related(m, x) for x in c)]
+            merged = [x for c in joined for x in c] + [m]
+            components = [c for c in components if c not in joined] + [merged]
+        if len(components) > 1:
+            order = {n: i for i, n in enumerate(names)}
+            components.sort(key=lambda c: order[c[0]])
+            return (Parallel(tuple(sequence(sorted(c, key=order.__getitem__)) for c in components)),)
+        if cuts(members):
+            return sequence(members)
+        # Not series-parallel (an N shape: a->c, b->c, b->d). Any split of the dependency order
+        # is correct; take the one whose plan is shortest, counting stages on its longest path.
+        if tuple(members) not in best:
+            splits = [sequence(members[:k]) + sequence(members[k:]) for k in range(1, len(members))]
+            best[tuple(members)] = min(splits, key=length)
+        return best[tuple(members)]
+
+    best: dict[tuple[str, ...], tuple] = {}
+    return sequence(names)
+
+
+def length(plan: tuple) -> int:
+    """Stages on a plan's longest path: a sequence adds up, a Parallel takes its longest branch."""
+    return sum(1 if isinstance(item, str) else max(map(length, item.branches)) for item in plan)
 
 
 def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> PipelineSpec:

@@ -23,11 +23,40 @@ FAKE_ENV = {
 }
 
 
+def _atomic_server():
+    """A moto server that handles one request at a time.
+
+    Each AWS API call is atomic, but moto's are not: two CreateStateMachine calls at the same
+    instant both pass its existence check and append two machines, and a later publish answers
+    HTTP 500. Serialising requests gives the concurrency tests AWS's per-call atomicity, so they
+    race mlpipe's multi-call sequences (what they test) rather than moto's internals.
+    """
+    import threading
+
+    from moto.moto_server import threaded_moto_server as tms
+
+    lock = threading.Lock()
+
+    class _Atomic(tms.DomainDispatcherApplication):
+        def __call__(self, environ, start_response):
+            with lock:
+                return list(super().__call__(environ, start_response))
+
+    class AtomicMotoServer(tms.ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            self._server = tms.make_server(self._ip_address, self._port, _Atomic(tms.create_backend_app),
+                                           True, request_handler=tms.MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return AtomicMotoServer
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     import logging
 
-    from moto.server import ThreadedMotoServer
+    ThreadedMotoServer = _atomic_server()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 

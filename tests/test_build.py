@@ -12,8 +12,10 @@ import pytest
 from asl_eval import evaluate
 from conftest import EXAMPLES, GOLDEN, ROOT, check_golden, run_cli, statelint
 
+from steps import pipeline
 from steps.pipeline import load_spec
 from workflows.render import PIPELINE_FILE, STATE_MACHINE_FILE, render
+from workflows.render.asl import states as asl_states, walk as asl_walk
 
 CONFIGS = ["abalone", "bsm_pytorch", "quickstart"]
 CLEAN_ENV = {k: "" for k in ("MLPIPE_AWS_REGION", "MLPIPE_AWS_ACCOUNT_ID", "MLPIPE_AWS_BUCKET", "MLPIPE_AWS_PREFIX")}
@@ -100,7 +102,7 @@ JOB_NAME_FIELDS = ("ProcessingJobName.$", "TrainingJobName.$", "TransformJobName
 
 
 def _job_name_exprs(asl):
-    for name, state in asl["States"].items():
+    for name, state in asl_walk(asl):
         for field in JOB_NAME_FIELDS:
             if field in state.get("Parameters", {}):
                 yield name, state["Parameters"][field]
@@ -158,7 +160,7 @@ def _field(d, key):
 def test_targets_agree_stage_by_stage(rendered, name):
     spec = load_spec(EXAMPLES / f"{name}.yaml", env=CLEAN_ENV)
     ids = {s.name.replace("-", "_"): s.name for s in spec.stages}
-    asl = json.loads(rendered[name][STATE_MACHINE_FILE])["States"]
+    asl = asl_states(json.loads(rendered[name][STATE_MACHINE_FILE]))
     sm = {s["Name"]: s for s in _all_steps(json.loads(rendered[name][PIPELINE_FILE])["Steps"])}
     checked = 0
     for stage in spec.stages:
@@ -483,3 +485,81 @@ def test_cache_config_comes_from_the_config(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_spec(path, env=CLEAN_ENV)
     assert err.value.field == "cache.expire_after" and "ISO 8601" in err.value.message
+
+
+# --- critical path ----------------------------------------------------------------------------
+
+def _asl_waits(asl: dict, stage_names: list[str]) -> dict[str, set[str]]:
+    """For each stage, the stages the state machine must finish before it starts: everything
+    earlier in its sequence and in every enclosing one (a Parallel's branches start together)."""
+    def stage_of(state: str) -> str | None:
+        hits = [n for n in stage_names if state == n or state.startswith(n + "-")]
+        return max(hits, key=len) if hits else None
+
+    waits: dict[str, set[str]] = {}
+
+    def run(machine: dict, done: set[str]) -> set[str]:
+        done, states, at = set(done), machine["States"], machine["StartAt"]
+        while at:
+            state = states[at]
+            if state["Type"] == "Parallel":
+                done |= set().union(*(run(b, done) for b in state["Branches"]))
+            elif (stage := stage_of(at)) is not None:
+                waits.setdefault(stage, set(done) - {stage})
+                done.add(stage)
+            if state["Type"] == "Choice":   # the way on: the gate's pass, an endpoint's create, a check's default
+                ways = [c["Next"] for c in state["Choices"]] + [state["Default"]]
+                at = next(w for w in ways if states[w]["Type"] not in ("Fail", "Succeed"))
+            else:
+                at = state.get("Next")
+        return done
+
+    run(asl, set())
+    return waits
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_state_machine_critical_path_is_the_dags(rendered, name):
+    """Every stage waits for exactly its ancestors in the DAG: batch-score, record-model and
+    approve run at once in abalone, and nothing runs before what it needs."""
+    spec = load_spec(EXAMPLES / f"{name}.yaml", env=CLEAN_ENV)
+    dag = pipeline.ancestry(spec.stages)
+    waits = _asl_waits(json.loads(rendered[name][STATE_MACHINE_FILE]), [s.name for s in spec.stages])
+    assert waits == dag
+    if name == "abalone":
+        parallel = {n for n, s in asl_walk(json.loads(rendered[name][STATE_MACHINE_FILE])) if s["Type"] == "Parallel"}
+        assert parallel == {"in-parallel-register+batch-score", "in-parallel-record-model+approve"}
+        for a, b in (("batch-score", "record-model"), ("batch-score", "approve"), ("record-model", "approve")):
+            assert a not in waits[b] and b not in waits[a]
+
+
+def test_a_rejection_in_a_branch_stops_what_needs_the_approval(tmp_path):
+    """A stage after the Parallel that needs the approval is guarded by a check: a rejected
+    approval ends only its branch, so the check ends the run there."""
+    import yaml
+
+    doc = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    doc["stages"].append({"name": "announce", "kind": "lambda", "handler": "lambda_handlers.register_model_name.handler",
+                          "payload": {"model_name": "create-model.model_name"},
+                          "environment": {"PARAMETER_NAME": "/mlpipe/quickstart/announced"},
+                          "depends_on": ["deploy", "batch-score"]})
+    path = tmp_path / "quickstart.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(path, env=CLEAN_ENV)
+    asl = json.loads(render(spec, "stepfunctions", use_cache=False)[STATE_MACHINE_FILE])
+    statelint(asl)
+    states = asl_states(asl)
+    check = states["approve-approved?"]
+    assert check["Choices"] == [{"Not": {"Variable": "$.stages.approve", "IsPresent": True},
+                                 "Next": "approve-declined-end"}]
+    assert check["Default"] == "announce" and states["approve-declined-end"]["Type"] == "Succeed"
+    # Not series-parallel (announce joins batch-score and deploy; record-model hangs off register):
+    # batch-score waits for register too, but nothing waits for less than it needs, and the
+    # longest chain of stages is still the DAG's.
+    waits, dag = _asl_waits(asl, [s.name for s in spec.stages]), pipeline.ancestry(spec.stages)
+    assert waits["batch-score"] == dag["batch-score"] | {"register"}
+    assert all(waits[n] >= dag[n] for n in dag)
+    depth: dict[str, int] = {}
+    for s in spec.stages:
+        depth[s.name] = 1 + max((depth[u] for u in s.upstream), default=0)
+    assert pipeline.length(pipeline.parallel_plan(spec.stages)) == max(depth.values())

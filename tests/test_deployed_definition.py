@@ -11,6 +11,8 @@ from moto_server import reset
 from test_build import _all_steps
 from test_deploy_cycle import client, deploy
 
+from workflows.render.asl import states as asl_states
+
 
 @pytest.mark.parametrize("target", ["stepfunctions", "sagemaker"])
 def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, target):
@@ -24,7 +26,7 @@ def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, ta
         arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
         definition = json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
         statelint(definition)
-        states = definition["States"]
+        states = asl_states(definition)
         resources = {s.get("Resource") for s in states.values()}
         assert states["evaluate-gate"]["Type"] == "Choice"
         assert states["evaluate-gate-read"]["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject"

@@ -232,6 +232,57 @@ def test_later_gate_takes_over_and_gates_are_not_chained():
 
 # --- processing ------------------------------------------------------------------------------
 
+# --- parallel_plan ---------------------------------------------------------------------------
+
+def _plan(*edges_and_names):
+    """Stages from "name" or ("name", "up1", "up2") entries, in dependency order."""
+    stages = [ProcessingStage(name=e) if isinstance(e, str) else ProcessingStage(name=e[0], depends_on=tuple(e[1:]))
+              for e in edges_and_names]
+    return pipeline.parallel_plan(toposort(stages, None))
+
+
+P = pipeline.Parallel
+
+
+def test_parallel_plan_a_chain_stays_a_chain():
+    assert _plan("a", ("b", "a"), ("c", "b")) == ("a", "b", "c")
+
+
+def test_parallel_plan_diamond_runs_the_middle_at_once():
+    assert _plan("a", ("b", "a"), ("c", "a"), ("d", "b", "c")) == ("a", P((("b",), ("c",))), "d")
+
+
+def test_parallel_plan_branches_are_decomposed_again():
+    # a -> b -> {c, d -> e}: the branch d -> e is a sequence inside the Parallel
+    plan = _plan("a", ("b", "a"), ("c", "b"), ("d", "b"), ("e", "d"))
+    assert plan == ("a", "b", P((("c",), ("d", "e"))))
+
+
+def test_parallel_plan_independent_starts_and_nesting():
+    plan = _plan("x", "y", ("z", "y"), ("w", "z"), ("v", "z"))
+    assert plan == (P((("x",), ("y", "z", P((("w",), ("v",)))))),)
+
+
+def test_parallel_plan_n_shape_splits_where_the_plan_is_shortest():
+    # a->c, b->c, b->d is not series-parallel: split in dependency order, at the shortest plan
+    plan = _plan("a", "b", ("c", "a", "b"), ("d", "b"))
+    assert plan == (P((("a",), ("b",))), P((("c",), ("d",))))
+    assert pipeline.length(plan) == 2
+
+
+def test_parallel_plan_a_gate_is_a_cut():
+    stages = toposort(gate_later_stages([
+        ProcessingStage(name="train"), ProcessingStage(name="eval", depends_on=("train",)),
+        GateStage(name="gate", depends_on=("eval",)), ProcessingStage(name="a"), ProcessingStage(name="b")]), None)
+    assert pipeline.parallel_plan(stages) == ("train", "eval", "gate", P((("a",), ("b",))))
+
+
+def test_ancestry_is_transitive():
+    stages = toposort([ProcessingStage(name="a"), ProcessingStage(name="b", depends_on=("a",)),
+                       ProcessingStage(name="c", depends_on=("b",))], None)
+    assert pipeline.ancestry(stages) == {"a": set(), "b": {"a"}, "c": {"a", "b"}}
+
+
 def test_processing_builtin_to_dict():
     spec = build(make_doc(
         {**PREP, "instance_count": "$Count"}, TRAIN,

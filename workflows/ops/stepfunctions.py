@@ -28,6 +28,7 @@ from workflows.aws.session import aws_errors, error_code, is_not_found, same_jso
 from workflows.ops import approvals, versions
 from workflows.ops.backend import duration, resolve_by_listing
 from workflows.ops.target import Target
+from workflows.render.asl import states as asl_states
 
 APPROVAL_RESOURCE = "publish.waitForTaskToken"
 REJECTED = "Rejected"      # the error name the state machine's approval Catch expects
@@ -241,7 +242,7 @@ class StepFunctions:
                         "started on)", source=t.source, fix=new_run)
 
     def _check_restart_state(self, asl: dict[str, Any], at: dict[str, Any], name: str, new_run: str) -> None:
-        state = (asl.get("States") or {}).get(at.get("state") or "", {})
+        state = asl_states(asl).get(at.get("state") or "", {})
         if state.get("Type") == "Fail":
             after = f" after stage {at['after']!r} failed" if at.get("after") else ""
             raise UserError(f"execution {name} ended in its Fail state {at['state']!r}{after}; a redrive restarts at "

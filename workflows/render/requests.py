@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from config import aws_api
 from config.errors import UserError
+from workflows.render.asl import walk
 
 # Step Functions integration (service:action) -> (botocore service, operation)
 _SFN = re.compile(r"^arn:[\w-]+:states:::(?:aws-sdk:)?(?P<service>[a-z0-9]+):(?P<action>[A-Za-z]+)")
@@ -33,15 +34,11 @@ def _operation(action: str) -> str:
 
 def state_machine_requests(asl: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """(where, service, operation, parameters) for every Task state, nested ones included."""
-    for name, state in asl.get("States", {}).items():
+    for name, state in walk(asl):
         if state.get("Type") == "Task":
             m = _SFN.match(state.get("Resource", ""))
             if m and m["service"] in _SERVICES:
                 yield f"state {name}", _SERVICES[m["service"]], _operation(m["action"]), state.get("Parameters", {})
-        for branch in state.get("Branches", []):
-            yield from state_machine_requests(branch)
-        if "Iterator" in state or "ItemProcessor" in state:
-            yield from state_machine_requests(state.get("ItemProcessor") or state["Iterator"])
 
 
 def pipeline_requests(doc: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:

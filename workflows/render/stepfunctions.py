@@ -31,6 +31,7 @@ import json
 import re
 from typing import Any
 
+from workflows.render.asl import walk as asl_walk
 from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env, sdk_ranges
 
 from sagemaker.estimator import Estimator
@@ -44,12 +45,13 @@ from sagemaker.transformer import Transformer
 from sagemaker.tuner import HyperparameterTuner
 from stepfunctions.steps import (
     Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, ModelStep,
-    Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep, TuningStep,
+    Parallel, Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep, TuningStep,
 )
 from stepfunctions.steps import integration_resources
 from stepfunctions.workflow import Workflow
 
 from steps import naming
+from steps import pipeline
 from steps.contract import CODE_DIR, INFERENCE_ENTRY, KINDS, SERVING_CODE_DIR, handler
 from steps.spec import (
     ApprovalStage, EndpointStage, EvaluationStage, GateStage, LambdaStage, ModelStage, OutputRef,
@@ -370,7 +372,9 @@ class _Renderer(RendererBase):
     def graph(self):
         self._gate_rules: dict[str, Any] = {}
         self._joins: dict[str, Pass] = {}
+        self._ancestors = pipeline.ancestry(self.spec.stages)
         defaults = {p.name: p.default for p in self.spec.parameters}
+        built = {stage.name: handler(self.handlers(), stage, "Step Functions")(stage) for stage in self.spec.stages}
         states: list = [
             Pass("initialize", comment="Keep the execution input beside the declared parameter defaults.",
                  parameters={"defaults": defaults, "input": dyn("$")}),
@@ -380,25 +384,84 @@ class _Renderer(RendererBase):
                                      "hash": dyn("States.Hash($$.Execution.Name, 'MD5')")},
                              "stages": {}}),
         ]
-        for stage in self.spec.stages:
-            states += handler(self.handlers(), stage, "Step Functions")(stage)
+        states += self._sequence(pipeline.parallel_plan(self.spec.stages), built)
         states.append(Succeed(DONE))
-        # Link states in order. A gate's Choice sends its passing rule to the next state; an
-        # endpoint's create/update branches meet at its join state, which continues.
+        self._link(states)
+        return states[0]
+
+    def _sequence(self, items: tuple, built: dict[str, list]) -> list:
+        """The states of a series-parallel plan (steps.pipeline.parallel_plan), unlinked."""
+        out: list = []
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                out += built[item]
+                continue
+            heads = [_first(b) for b in item.branches]
+            par = Parallel(("in-parallel-" + "+".join(heads))[:80],
+                           comment="Independent stages at once: the critical path is the DAG's.")
+            for branch in item.branches:
+                states = self._sequence(branch, built)
+                if isinstance(states[-1], Choice):   # a Choice cannot end a branch
+                    states.append(Pass(f"{_first(branch)}-branch-end"))
+                self._link(states)
+                par.add_branch(states[0])
+            # Each branch returns the whole state; keep one copy, with every branch's stages.
+            merged = "$[0].stages"
+            for n in range(1, len(item.branches)):
+                merged = f"States.JsonMerge({merged}, $[{n}].stages, false)"
+            self.selectors[par.state_id] = {"parameters.$": "$[0].parameters", "run.$": "$[0].run", "stages.$": merged}
+            out.append(par)
+            out += self._declined_checks(item, items[i + 1:])
+        return out
+
+    def _declined_checks(self, item: pipeline.Parallel, later: tuple) -> list:
+        """A rejected approval inside a branch ends only its branch; stop the run after the
+        Parallel if a later stage needs that approval (it has no result then)."""
+        needs = set().union(*(self._ancestors[n] for n in _names(later)))
+        checks = []
+        for name in _names(item.branches):
+            if self.spec.stage(name).kind == "approval" and name in needs:
+                check = Choice(f"{name}-approved?")
+                check.add_choice(ChoiceRule.Not(ChoiceRule.IsPresent(f"$.stages.{state_id(name)}", True)),
+                                 Succeed(f"{name}-declined-end", comment="Rejected or timed out: later stages skipped."))
+                checks.append(check)
+        return checks
+
+    def _link(self, states: list) -> None:
+        """Link states in order. A gate's Choice sends its passing rule to the next state, an
+        endpoint's create/update branches meet at its join state, and an approval check's
+        default goes on."""
         for st, nxt in zip(states, states[1:]):
             if isinstance(st, Choice):
                 if st.state_id in self._gate_rules:
                     st.add_choice(self._gate_rules[st.state_id], nxt)
-                else:
+                elif st.state_id in self._joins:
                     self._joins[st.state_id].next(nxt)
+                else:
+                    st.default_choice(nxt)
             else:
                 st.next(nxt)
-        return states[0]
+
+
+def _names(items) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, pipeline.Parallel):
+            out += _names(item.branches)
+        else:
+            out += _names(item)
+    return out
+
+
+def _first(branch: tuple) -> str:
+    return _names(branch)[0]
 
 
 def finalize(asl: dict[str, Any], selectors: dict[str, dict[str, str]], patches: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The single place where SDK output is completed with what the SDK cannot express."""
-    for name, state in asl["States"].items():
+    for name, state in asl_walk(asl):
         for field in ("Parameters", "Result"):
             if field in state:
                 state[field] = _rewrite(state[field])
