@@ -45,6 +45,16 @@ def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, ta
         assert steps["evaluate-gate"]["Type"] == "Condition" and steps["evaluate-gate-failed"]["Type"] == "Fail"
         assert steps["register-RegisterModel"]["Type"] == "RegisterModel"
         assert steps["approve"]["Type"] == "Condition"  # the registry's approval status gates deployment
-        assert steps["deploy"]["Type"] == "Lambda" and steps["deploy"]["FunctionArn"].endswith(":mlpipe-abalone-deploy")
-        assert steps["deploy"]["Arguments"]["data_capture_percentage"] == 20
+        # native steps: a fresh EndpointConfig per execution, then create-or-update the endpoint
+        config = steps["deploy-config"]
+        assert config["Type"] == "EndpointConfig"
+        assert config["Arguments"]["EndpointConfigName"] == {"Std:Join": {"On": "-", "Values": [
+            "abalone-deploy-cfg", {"Get": "Execution.PipelineExecutionId"}]}}
+        assert config["Arguments"]["DataCaptureConfig"]["InitialSamplingPercentage"] == 20
+        assert config["Arguments"]["ProductionVariants"][0]["ModelName"] == {"Get": "Steps.create-model-CreateModel.ModelName"}
+        assert steps["deploy"] == {"Name": "deploy", "Type": "Endpoint", "Arguments": {
+            "EndpointName": "mlpipe-abalone", "EndpointConfigName": {"Get": "Steps.deploy-config.EndpointConfigName"},
+            "Tags": []}}
+        approve_if = [s["Name"] for s in steps["approve"]["Arguments"]["IfSteps"]]
+        assert approve_if == ["deploy-config", "deploy"]     # only an Approved package deploys in the run
         assert steps["batch-score"]["Type"] == "Transform"

@@ -139,3 +139,20 @@ def test_get_bucket_location_is_unconditioned(printed):
             assert "Condition" not in st, (e["role"], name, st)
         if "s3:ListBucket" in actions and "Condition" in st:
             assert set(st["Condition"]["StringLike"]) == {"s3:prefix"}
+
+
+def test_sagemaker_pipelines_role_runs_the_native_endpoint_steps():
+    """The pipeline's own role creates the per-execution EndpointConfig and creates or updates
+    the endpoint, on those names only; it no longer invokes the deployer (approval events do)."""
+    proc = run_cli("iam-policy", "--config", str(ROOT / "config/examples/abalone.yaml"), "--target", "sagemaker",
+                   "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    role = next(e for e in json.loads(proc.stdout) if e["service"] == "sagemaker")
+    st = {s["Sid"]: s for doc in role["policies"].values() for s in doc["Statement"]}
+    assert _list(st["PipelineEndpointConfigs"]["Resource"]) == [
+        "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/abalone-deploy-cfg-*"]
+    assert set(_list(st["PipelineEndpoints"]["Action"])) == {
+        "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:AddTags"}
+    assert "arn:aws:sagemaker:us-east-1:123456789012:endpoint/mlpipe-abalone" in _list(st["PipelineEndpoints"]["Resource"])
+    invoked = _list(st["InvokePipelineFunctions"]["Resource"])
+    assert invoked == ["arn:aws:lambda:us-east-1:123456789012:function:mlpipe-abalone-record-model"]

@@ -71,7 +71,7 @@ class Function:
     environment: dict[str, str]
     timeout: int
     memory: int
-    deployer: bool = False    # the endpoint deployer of the SageMaker target
+    deployer: bool = False    # SageMaker target: deploys a package approved after its run (EventBridge)
     starter: bool = False     # starts the SageMaker pipeline for new data (the S3 trigger)
 
 
@@ -182,11 +182,20 @@ def _sagemaker_pipelines(spec: PipelineSpec, a: Arns, fns: list[Function]) -> di
                                        "sagemaker:AddTags"],
                     [a.sm("model-package", f"{g}/*") for g in groups] + [a.sm("model-package-group", g)
                                                                           for g in groups]))
+    endpoints = endpoint_stages(spec)
+    if endpoints:  # the native EndpointConfig and Endpoint steps (create, or update in place)
+        configs = [a.sm("endpoint-config", naming.job_prefix(spec.name, f"{s.name}-cfg") + "-*") for s in endpoints]
+        st.append(_stmt("PipelineEndpointConfigs", ["sagemaker:CreateEndpointConfig",
+                                                    "sagemaker:DescribeEndpointConfig", "sagemaker:AddTags"], configs))
+        st.append(_stmt("PipelineEndpoints", ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
+                                              "sagemaker:DescribeEndpoint", "sagemaker:AddTags"],
+                        [a.sm("endpoint", s.endpoint_name) for s in endpoints] + configs))
     st.append(_stmt("ListTagsOfOwnResources", ["sagemaker:ListTags"],
                     [r for rs in jobs.values() for r in rs] + [a.sm("model", "pipelines-*")]))
-    if fns:
+    stage_fns = [f for f in fns if not f.deployer and not f.starter]  # the deployer runs on approval events
+    if stage_fns:
         st.append(_stmt("InvokePipelineFunctions", ["lambda:InvokeFunction"],
-                        [a.function(f.name) for f in fns]))
+                        [a.function(f.name) for f in stage_fns]))
     st.append(_pass_role("PassThisRoleToSageMakerJobs", a.role("sagemaker")))
     return _doc(*st)
 
@@ -245,7 +254,8 @@ def _lambda_functions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[
 
 
 def _endpoint_deployer(spec: PipelineSpec, a: Arns, deployers: list[Function]) -> dict[str, Any]:
-    """The SageMaker target's endpoint deployer (LambdaStep and model-approved rule)."""
+    """The SageMaker target's endpoint deployer, run by the model-approved rule for a package
+    approved after its run (in a run, the native EndpointConfig and Endpoint steps deploy)."""
     groups = model_package_groups(spec)
     endpoint_names = [f.environment["ENDPOINT_NAME"] for f in deployers]
     # models come from the pipeline (`pipelines-*`) or from an approved package (`<group>-v<N>`)

@@ -21,7 +21,8 @@ _SFN = re.compile(r"^arn:[\w-]+:states:::(?:aws-sdk:)?(?P<service>[a-z0-9]+):(?P
 _SERVICES = {"sagemaker": "sagemaker", "sns": "sns", "lambda": "lambda", "s3": "s3"}
 # SageMaker Pipelines step type -> operation; the service names the job and, for a model step, the model
 _STEPS = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob", "Transform": "CreateTransformJob",
-          "Model": "CreateModel", "RegisterModel": "CreateModelPackage", "Tuning": "CreateHyperParameterTuningJob"}
+          "Model": "CreateModel", "RegisterModel": "CreateModelPackage", "Tuning": "CreateHyperParameterTuningJob",
+          "EndpointConfig": "CreateEndpointConfig", "Endpoint": "CreateEndpoint"}
 _FILLED_BY_PIPELINES = ("ProcessingJobName", "TrainingJobName", "TransformJobName", "ModelName",
                         "HyperParameterTuningJobName")
 # Lambda's Invoke takes a JSON document in Step Functions (not the raw bytes the API shape says).

@@ -18,12 +18,14 @@ from sagemaker.inputs import TrainingInput
 from sagemaker.lambda_helper import Lambda
 from sagemaker.model import Model
 from sagemaker.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.model_monitor import DataCaptureConfig
 from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
 from sagemaker.pytorch import PyTorch, PyTorchModel
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
 from sagemaker.workflow import conditions as cond
 from sagemaker.workflow.condition_step import ConditionStep
+from sagemaker.workflow.endpoint_step import EndpointConfigStep, EndpointStep
 from sagemaker.workflow.execution_variables import ExecutionVariables
 from sagemaker.workflow.fail_step import FailStep
 from sagemaker.workflow.functions import Join, JsonGet
@@ -90,7 +92,9 @@ class _Renderer(RendererBase):
             return step.properties.ModelPackageArn
         if isinstance(stage, TransformStage):
             return step.properties.TransformOutput.S3OutputPath
-        if isinstance(stage, (LambdaStage, EndpointStage)):
+        if isinstance(stage, EndpointStage):
+            return step.properties.EndpointName
+        if isinstance(stage, LambdaStage):
             return step.properties.Outputs[ref.output]
         raise TypeError(f"{ref!r} cannot be referenced in a SageMaker pipeline")
 
@@ -245,19 +249,25 @@ class _Renderer(RendererBase):
             depends_on=self.depends(s) or None,
         )
 
-    def endpoint(self, s: EndpointStage) -> LambdaStep:
-        """SageMaker Pipelines has no endpoint step: a deployer Lambda creates or updates it."""
-        return LambdaStep(
-            name=s.name,
-            lambda_func=Lambda(function_arn=self.arns.function(naming.deployer_function_name(self.spec.name, s.name)),
-                               session=self.session),
-            inputs={"model_name": self.value(s.inputs["model"]), "endpoint_name": s.endpoint_name,
-                    "instance_type": s.instance.type, "instance_count": self.value(s.instance.count),
-                    "data_capture_percentage": s.sampling_percentage if s.data_capture else 0,
-                    "data_capture_uri": f"{self.spec.s3_root}/data-capture/{s.endpoint_name}"},
-            outputs=[LambdaOutput(output_name="endpoint_name", output_type=LambdaOutputTypeEnum.String)],
-            depends_on=self.depends(s) or None,
-        )
+    def endpoint(self, s: EndpointStage) -> list[Any]:
+        """Native steps (sagemaker >= 2.257.6): an EndpointConfig per execution (with data
+        capture), then an Endpoint step, which creates the endpoint or updates it in place.
+        A package approved later, after the run, is deployed by the deployer Lambda through
+        the model-approved EventBridge rule: Pipelines has no step that waits for a person."""
+        capture = DataCaptureConfig(enable_capture=True, sampling_percentage=s.sampling_percentage,
+                                    destination_s3_uri=f"{self.spec.s3_root}/data-capture/{s.endpoint_name}",
+                                    sagemaker_session=self.session)._to_request_dict() if s.data_capture else None
+        config = EndpointConfigStep(
+            name=f"{s.name}-config", depends_on=self.depends(s) or None,
+            retry_policies=self.job_step()["retry_policies"][:1],
+            step_args=self.session.create_endpoint_config(
+                name=Join(on="-", values=[naming.job_prefix(self.spec.name, f"{s.name}-cfg"),
+                                          ExecutionVariables.PIPELINE_EXECUTION_ID]),
+                model_name=self.value(s.inputs["model"]), initial_instance_count=self.value(s.instance.count),
+                instance_type=s.instance.type, data_capture_config_dict=capture))
+        endpoint = EndpointStep(name=s.name, step_args=self.session.create_endpoint(
+            endpoint_name=s.endpoint_name, config_name=config.properties.EndpointConfigName))
+        return [config, endpoint]
 
     def approval(self, s: ApprovalStage, downstream: list[Any]) -> ConditionStep:
         """The registry's approval status gates deployment: deploy now only if it is Approved;
@@ -296,9 +306,10 @@ class _Renderer(RendererBase):
             if s.kind in _BRANCH_KINDS:
                 branches[s.name] = []
                 continue
-            step = handler(self.handlers(), s, "SageMaker")(s)
-            self.steps[s.name] = step
-            (branches[parent] if parent else top).append(step)
+            made = handler(self.handlers(), s, "SageMaker")(s)
+            made = made if isinstance(made, list) else [made]   # the stage's own step comes last
+            self.steps[s.name] = made[-1]
+            (branches[parent] if parent else top).extend(made)
         for name in reversed(list(branches)):  # innermost first
             stage = self.spec.stage(name)
             step = self.steps[name] = handler(self.handlers(), stage, "SageMaker")(stage, branches[name])
