@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
+import os
 import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
+
+from config.cachedir import cache_root
 
 # The instance-type enum of each SageMaker API, by what the config calls it.
 INSTANCE_TYPE_SHAPES: dict[str, str] = {
@@ -43,11 +47,40 @@ def _loader():
 
 @functools.lru_cache(maxsize=None)
 def service_json(service: str) -> Mapping[str, Any]:
-    """The raw service-2 model (operations, shapes, metadata) of ``service``, loaded once."""
+    """The service-2 model (operations, shapes, metadata) of ``service``, loaded once.
+
+    Most of botocore's file is documentation, and every command that loads a config pays for
+    parsing it; so the model is kept once more without its documentation, per botocore
+    version, under the cache root (written atomically; a damaged copy is rebuilt)."""
+    from botocore import __version__
+
+    slim = cache_root() / "botocore" / __version__ / f"{service}.service-2.json"
     try:
-        return _loader().load_service_model(service, "service-2")
+        model = json.loads(slim.read_bytes())
+        if isinstance(model, dict) and "shapes" in model and "operations" in model:
+            return model
+    except (OSError, ValueError):
+        pass
+    try:
+        model = _without_docs(_loader().load_service_model(service, "service-2"))
     except Exception:  # botocore.exceptions.UnknownServiceError and friends
         raise UnknownShape(f"botocore has no model of service {service!r}") from None
+    try:
+        slim.parent.mkdir(parents=True, exist_ok=True)
+        tmp = slim.with_name(f".{slim.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(model, separators=(",", ":")))
+        os.replace(tmp, slim)
+    except OSError:  # a read-only or full cache: the model still works, just slower next time
+        pass
+    return model
+
+
+def _without_docs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_docs(v) for k, v in node.items() if k not in ("documentation", "documentationUrl")}
+    if isinstance(node, list):
+        return [_without_docs(v) for v in node]
+    return node
 
 
 @functools.lru_cache(maxsize=None)

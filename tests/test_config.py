@@ -100,3 +100,35 @@ def test_malformed_yaml_and_missing_file(tmp_path):
     assert proc.returncode == 2 and "invalid YAML" in proc.stderr and str(bad) in proc.stderr
     proc = run_cli("build", "--config", str(tmp_path / "nope.yaml"))
     assert proc.returncode == 2 and "file not found" in proc.stderr
+
+
+def test_botocore_models_are_kept_without_documentation_and_a_damaged_copy_is_rebuilt(tmp_path, monkeypatch):
+    """config/aws_api keeps each service model once more, documentation stripped, per botocore
+    version; the checks read the same shapes from it, and a damaged or unwritable cache is
+    never an error."""
+    import json as _json
+
+    import botocore
+
+    from config import aws_api
+
+    monkeypatch.setenv("MLPIPE_CACHE_DIR", str(tmp_path))
+    aws_api.service_json.cache_clear()
+    try:
+        first = aws_api.service_json("sagemaker")
+        slim = tmp_path / "botocore" / botocore.__version__ / "sagemaker.service-2.json"
+        assert slim.is_file() and "documentation" not in slim.read_text()
+        raw = aws_api._loader().load_service_model("sagemaker", "service-2")
+        assert first["shapes"]["TrainingInstanceType"]["enum"] == raw["shapes"]["TrainingInstanceType"]["enum"]
+        assert set(first["operations"]) == set(raw["operations"])
+        slim.write_text('{"shapes": ')                        # damaged: rebuilt, not trusted
+        aws_api.service_json.cache_clear()
+        assert aws_api.service_json("sagemaker") == first
+        assert _json.loads(slim.read_text()) == first
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        monkeypatch.setenv("MLPIPE_CACHE_DIR", str(blocker))  # unwritable: still answers
+        aws_api.service_json.cache_clear()
+        assert aws_api.service_json("sagemaker") == first
+    finally:
+        aws_api.service_json.cache_clear()

@@ -30,6 +30,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from config.cachedir import cache_root
+
 FORMAT = 1
 SUFFIX = ".def"
 MAX_ENTRIES = 256
@@ -39,10 +41,7 @@ _VERSIONS = ("sagemaker", "stepfunctions", "botocore")
 
 
 def cache_dir() -> Path:
-    if os.environ.get("MLPIPE_CACHE_DIR"):
-        return Path(os.environ["MLPIPE_CACHE_DIR"]) / "render"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlpipe" / "render"
+    return cache_root() / "render"
 
 
 @functools.lru_cache(maxsize=None)
