@@ -26,6 +26,7 @@ from config.values import (  # noqa: F401  (FieldError and is_reference are re-e
     api_string, bucket_problem, check_count, is_reference, s3_uri,
 )
 from config.values import _PARAM_NAME, _PIPELINE_NAME, _SSM_NAME, _STAGE_NAME, _bucket_fix
+from config.foreach import ITEM_REF, ForEach, check_foreach
 
 
 class Strict(BaseModel):
@@ -419,6 +420,27 @@ class EvaluationStageConfig(StageBase):
         return {**super().references(), "model": self.model, "test": self.test}
 
 
+class BaselineStageConfig(StageBase):
+    """Data-quality statistics and constraints of a dataset, in SageMaker Model Monitor's own
+    format (statistics.json, constraints.json): what an endpoint's monitoring schedule checks
+    captured requests against. ``data`` should be what the endpoint receives: features only, in
+    the model's input format, e.g. the built-in preprocessing's ``baseline`` output."""
+
+    kind: Literal["baseline"]  # runs as a processing job: Model Monitor's analyzer image
+    instance_type: ProcessingInstanceType = "ml.m5.xlarge"
+    data: str = Field(description="The dataset: stage.output, $Param or an S3 URI, e.g. preprocess.baseline")
+    header: bool = False
+
+    _data = field_validator("data")(classmethod(lambda cls, v: _check_inputs({"data": v})["data"]))
+
+    def output_names(self) -> list[str]:
+        return ["statistics", "constraints"]
+
+    def references(self) -> dict[str, str]:
+        refs = {**super().references(), "data": self.data}
+        return {k: v for k, v in refs.items() if is_reference(v)}
+
+
 class ModelStageConfig(StageBase):
     kind: Literal["model"]
     model: str = Field(description="Reference to a training stage's model, e.g. train.model")
@@ -478,12 +500,45 @@ class DataCapture(Strict):
     sampling_percentage: int = Field(default=100, ge=0, le=100)
 
 
+# The schedules Model Monitor accepts: hourly, daily at an hour, or every N hours from an hour.
+_MONITOR_CRON = re.compile(r"^cron\(0 (\*|([01]?\d|2[0-3])(/([1-9]|1\d|2[0-4]))?) \? \* \* \*\)$")
+
+
+class Monitoring(Strict):
+    """A data-quality monitoring schedule on the endpoint (SageMaker Model Monitor): captured
+    requests are checked against a baseline stage's constraints, and violations notify the
+    pipeline's topic."""
+
+    baseline: str = Field(description="The baseline stage whose constraints the schedule checks")
+    schedule: str = "cron(0 * ? * * *)"
+    instance_type: ProcessingInstanceType = "ml.m5.xlarge"
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    max_runtime_seconds: int = Field(default=3600, ge=1, le=86400)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        if not _MONITOR_CRON.match(v):
+            raise FieldError(f"{v!r} is not a schedule Model Monitor accepts",
+                             fix="hourly cron(0 * ? * * *), daily cron(0 3 ? * * *), or every N hours "
+                                 "cron(0 0/6 ? * * *)")
+        return v
+
+
 class EndpointStageConfig(StageBase):
     kind: Literal["endpoint"]
     model: str
     endpoint_name: str | None = None
     instance_type: EndpointInstanceType = "ml.m5.large"
     data_capture: DataCapture = DataCapture()
+    monitoring: Monitoring | None = None
+
+    @model_validator(mode="after")
+    def _monitoring_needs_capture(self) -> "EndpointStageConfig":
+        if self.monitoring is not None and not (self.data_capture.enabled and self.data_capture.sampling_percentage):
+            raise FieldError("monitoring checks captured requests, but data capture is off",
+                             loc=("data_capture",), fix="set data_capture: {enabled: true, sampling_percentage: 20}")
+        return self
 
     @field_validator("endpoint_name")
     @classmethod
@@ -550,7 +605,7 @@ StageConfig = Annotated[
     Union[
         ProcessingStageConfig, TrainingStageConfig, EvaluationStageConfig, ModelStageConfig,
         RegisterStageConfig, ApprovalStageConfig, EndpointStageConfig, TransformStageConfig,
-        LambdaStageConfig, TuningStageConfig,
+        LambdaStageConfig, TuningStageConfig, BaselineStageConfig,
     ],
     Field(discriminator="kind"),
 ]
@@ -625,6 +680,7 @@ class PipelineConfig(Strict):
     trigger: Trigger | None = None
     cache: Cache | None = None
     notifications: Notifications = Notifications()
+    foreach: ForEach | None = None   # fan-out: a group of stages once per item (config/foreach.py)
     _source: Path | None = PrivateAttr(default=None)
 
     @field_validator("parameters")
@@ -649,6 +705,8 @@ class PipelineConfig(Strict):
                 loc = ("stages", i, *path.split("."))
                 if not is_reference(ref):
                     raise FieldError(f"{ref!r} is not a reference", loc=loc, fix="write $Param or stage.output")
+                if ref == ITEM_REF:
+                    continue  # a fan-out member's item: check_foreach places it
                 if ref.startswith("$"):
                     if ref[1:] not in self.parameters:
                         raise FieldError(
@@ -713,12 +771,32 @@ class PipelineConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _foreach(self) -> "PipelineConfig":
+        check_foreach(self)
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring(self) -> "PipelineConfig":
+        """An endpoint's monitoring names a baseline stage declared before it."""
+        kinds: dict[str, str] = {}
+        for i, stage in enumerate(self.stages):
+            monitoring = getattr(stage, "monitoring", None)
+            if monitoring is not None and kinds.get(monitoring.baseline) != "baseline":
+                baselines = [n for n, k in kinds.items() if k == "baseline"]
+                raise FieldError(f"{monitoring.baseline!r} is not a baseline stage declared before this one",
+                                 loc=("stages", i, "monitoring", "baseline"),
+                                 fix=f"use {', '.join(baselines)}" if baselines else
+                                 "declare a stage with kind: baseline (e.g. data: preprocess.baseline) first")
+            kinds[stage.name] = stage.kind
+        return self
+
+    @model_validator(mode="after")
     def _parameter_uses(self) -> "PipelineConfig":
         """A parameter must fit where it is used: its type, and every value it may take (default
         and allowed values) must be what that request member accepts."""
         for i, stage in enumerate(self.stages):
             for path, ref in stage.references().items():
-                if not ref.startswith("$"):
+                if not ref.startswith("$") or ref == ITEM_REF:
                     continue
                 name, param = ref[1:], self.parameters[ref[1:]]
                 loc = ("stages", i, *path.split("."))
@@ -743,7 +821,7 @@ class PipelineConfig(Strict):
                                        "model approval status")
                         except FieldError as exc:
                             raise FieldError(f"{ref} may be {value!r}: {exc}", loc=loc, fix=exc.fix) from None
-                elif path.startswith("inputs.") or path == "input":
+                elif path.startswith("inputs.") or path in ("input", "data"):
                     if param.type != "String":
                         raise FieldError(f"{ref} is a {param.type} parameter; a data input needs a String "
                                          "(an S3 URI)", loc=loc, fix=f"declare {name} with type: String")

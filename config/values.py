@@ -149,6 +149,7 @@ def api_string(value: str, service: str, operation: str, member: str, what: str)
 _COUNT_MEMBERS = {
     "processing": ("sagemaker", "CreateProcessingJob", "ProcessingResources.ClusterConfig.InstanceCount"),
     "evaluation": ("sagemaker", "CreateProcessingJob", "ProcessingResources.ClusterConfig.InstanceCount"),
+    "baseline": ("sagemaker", "CreateProcessingJob", "ProcessingResources.ClusterConfig.InstanceCount"),
     "training": ("sagemaker", "CreateTrainingJob", "ResourceConfig.InstanceCount"),
     "transform": ("sagemaker", "CreateTransformJob", "TransformResources.InstanceCount"),
     "endpoint": ("sagemaker", "CreateEndpointConfig", "ProductionVariants.InitialInstanceCount"),

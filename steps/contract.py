@@ -22,6 +22,15 @@ INPUT_CONFIG_DIR = "/opt/ml/input/config"
 CHANNELS_DIR = "/opt/ml/input/data"
 SERVING_CODE_DIR = f"{MODEL_DIR}/code"          # a framework model's inference code, inside model.tar.gz
 INFERENCE_ENTRY = "inference.py"
+# The environment of a framework (PyTorch) model, as both renderers declare it and `mlpipe serve`
+# applies it. The inference toolkit answers a request with no Accept header, or `*/*`, in
+# SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT (its own default is application/json, which the
+# inference script cannot write: HTTP 500).
+FRAMEWORK_MODEL_ENV = {
+    "SAGEMAKER_PROGRAM": INFERENCE_ENTRY,
+    "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_CODE_DIR,
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+}
 
 
 @dataclass(frozen=True)
@@ -31,15 +40,15 @@ class Kind:
     factory: Callable | None          # None: built by another kind's factory (the gate)
     job: str | None = None            # the SageMaker job it runs: processing | training | transform | tuning
     input_dirs: dict[str, str] | None = None   # fixed container paths of named inputs (processing jobs)
+    output_dirs: dict[str, str] | None = None  # fixed container paths of named outputs (processing jobs)
 
     def input_path(self, name: str) -> str:
         """Where a processing job's input ``name`` appears in the container."""
         return (self.input_dirs or {}).get(name, f"{PROCESSING}/input/{name}")
 
-    @staticmethod
-    def output_path(name: str) -> str:
+    def output_path(self, name: str) -> str:
         """Where a processing job writes its output ``name``."""
-        return f"{PROCESSING}/{name}"
+        return (self.output_dirs or {}).get(name, f"{PROCESSING}/{name}")
 
     @staticmethod
     def channel_path(channel: str) -> str:
@@ -48,13 +57,13 @@ class Kind:
 
 
 def _factories():
-    from steps import (approval, endpoint, evaluation, lambda_step, model, processing, registry, training, transform,
-                       tuning)
+    from steps import (approval, baseline, endpoint, evaluation, lambda_step, model, processing, registry, training,
+                       transform, tuning)
 
     return {"processing": processing.build, "training": training.build, "evaluation": evaluation.build,
             "model": model.build, "register": registry.build, "approval": approval.build,
             "endpoint": endpoint.build, "transform": transform.build, "lambda": lambda_step.build,
-            "tuning": tuning.build}
+            "tuning": tuning.build, "baseline": baseline.build}
 
 
 def _kinds() -> dict[str, Kind]:
@@ -72,6 +81,11 @@ def _kinds() -> dict[str, Kind]:
         Kind("transform", spec.TransformStage, f["transform"], job="transform"),
         Kind("lambda", spec.LambdaStage, f["lambda"]),
         Kind("tuning", spec.TuningStage, f["tuning"], job="tuning"),
+        # Model Monitor's analyzer reads the dataset here and writes both files to one output
+        # (the sagemaker SDK's DefaultModelMonitor.suggest_baseline paths)
+        Kind("baseline", spec.BaselineStage, f["baseline"], job="processing",
+             input_dirs={"data": f"{PROCESSING}/input/baseline_dataset_input"},
+             output_dirs={"baseline": f"{PROCESSING}/output"}),
     )}
 
 

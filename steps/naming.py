@@ -94,6 +94,21 @@ def approved_rule_name(pipeline: str, stage: str) -> str:
     return rule_name(pipeline, f"{stage}-approved")
 
 
+def monitoring_schedule_name(pipeline: str, stage: str) -> str:
+    """An endpoint stage's data-quality monitoring schedule (one per endpoint, kept across runs)."""
+    return safe_name("mlpipe", pipeline, stage, "data-quality", limit=63)
+
+
+def violations_rule_name(pipeline: str, target: str) -> str:
+    """The rule that notifies the topic when a monitoring execution finds violations."""
+    return rule_name(pipeline, f"{target}-monitoring")
+
+
+def scheduler_function_name(pipeline: str, stage: str) -> str:
+    """The SageMaker target's function that attaches an endpoint stage's monitoring schedule."""
+    return function_name(pipeline, f"{stage}-monitoring")
+
+
 def orchestrator_name(pipeline: str, target: str) -> str:
     """The state machine or the SageMaker pipeline."""
     return state_machine_name(pipeline) if target == "stepfunctions" else sagemaker_pipeline_name(pipeline)
@@ -182,6 +197,9 @@ class Arns:
     def objects(self, *sub: str) -> str:
         path = "/".join(p for p in (self.prefix, *sub) if p)
         return f"arn:{self.p}:s3:::{self.bucket_name}/{path + '/' if path else ''}*"
+
+    def monitoring_schedule(self, name: str) -> str:
+        return self.sm("monitoring-schedule", name)
 
     def ssm_parameter(self, name: str) -> str:
         return f"arn:{self.p}:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"

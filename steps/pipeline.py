@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from config.errors import ConfigError
 from config.loader import config_dir
 from config.models import PipelineConfig
+from steps import fanout
 from steps.contract import KINDS
 from steps.context import BuildContext
 from steps.spec import OutputRef, Parameter, PipelineSpec, Schedule, Stage
@@ -15,18 +16,21 @@ from steps.spec import OutputRef, Parameter, PipelineSpec, Schedule, Stage
 PLACEHOLDER_ACCOUNT = "000000000000"
 
 
-def gate_later_stages(stages: list[Stage]) -> list[Stage]:
+def gate_later_stages(stages: list[Stage], group: tuple[str, ...] = ()) -> list[Stage]:
     """A gate guards every stage declared after it: nothing is registered, deployed or recorded
-    unless the model passed."""
+    unless the model passed. A gate inside a fan-out's ``group`` guards its item's stages only."""
     from dataclasses import replace
 
     out: list[Stage] = []
     gate: str | None = None
+    outer: str | None = None   # the last gate outside the group
     for stage in stages:
-        if gate and gate not in stage.upstream and stage.kind != "gate":
-            stage = replace(stage, depends_on=tuple(sorted({*stage.depends_on, gate})))
+        guard = gate if gate not in group or stage.name in group else outer
+        if guard and guard not in stage.upstream and stage.kind != "gate":
+            stage = replace(stage, depends_on=tuple(sorted({*stage.depends_on, guard})))
         if stage.kind == "gate":
             gate = stage.name
+            outer = gate if gate not in group else outer
         out.append(stage)
     return out
 
@@ -185,6 +189,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
                                   field=f"stages[{i}].name", fix="rename one of them")
             ctx.built[stage.name] = stage
             stages.append(stage)
+    stages, fan = fanout.build(config, stages, source)
     aws = config.aws
     sched = config.schedule
     return PipelineSpec(
@@ -200,7 +205,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
             Parameter(name, p.type, p.default, p.description, tuple(p.allowed) if p.allowed else None)
             for name, p in config.parameters.items()
         ),
-        stages=toposort(gate_later_stages(follow_tuning(stages)), source),
+        stages=toposort(gate_later_stages(follow_tuning(stages), fan.stages if fan else ()), source),
         data=config.data.model_dump() if config.data else {},
         schedule=Schedule(sched.expression, sched.timezone, sched.enabled, sched.retry.maximum_attempts,
                           sched.retry.maximum_event_age_seconds, sched.dead_letter_queue) if sched else None,
@@ -208,6 +213,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
         cache_expire_after=config.cache.expire_after if config.cache else None,
         emails=tuple(config.notifications.emails),
         source=config._source,
+        fanout=fan,
     )
 
 

@@ -10,7 +10,9 @@ from steps.spec import Image, ProcessingStage
 def build(cfg, ctx: BuildContext, field: str) -> ProcessingStage:
     arguments = tuple(cfg.arguments)
     if cfg.code == BUILTIN_PREPROCESS:
-        arguments = preprocess_arguments(ctx.config.data) + arguments
+        # a `baseline` output: the training features as an endpoint receives them (baseline stages)
+        arguments = preprocess_arguments(ctx.config.data) + (("--baseline",) if "baseline" in cfg.outputs else ()) \
+            + arguments
     return ProcessingStage(
         name=cfg.name,
         inputs={k: ctx.ref(v) for k, v in cfg.inputs.items()},

@@ -6,6 +6,9 @@ the local runner, ``describe`` and ``graph``. None of them reads the config file
 References between stages are typed (``OutputRef``, ``ParamRef``) instead of JSONPath strings,
 and, like sagemaker's ``PipelineVariable``, they refuse ``str()`` so that pasting one into a
 string by accident fails at build time instead of producing a broken definition.
+
+This module is long on purpose: every stage class, the spec and its typed values are one vocabulary, read
+together by every backend (a fan-out's items and group live in ``items.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Union
+
+from steps.items import FanOut, Item
 
 
 class _Reference:
@@ -42,7 +47,12 @@ class OutputRef(_Reference):
     output: str
 
 
-Value = Union[ParamRef, OutputRef, str, int, float, bool]
+@dataclass(frozen=True, repr=True)
+class ItemRef(_Reference):
+    """The current item of a fan-out (``$item`` in the config; see ``FanOut``)."""
+
+
+Value = Union[ParamRef, OutputRef, ItemRef, str, int, float, bool]
 
 
 @dataclass(frozen=True)
@@ -156,13 +166,15 @@ def plain(value: Any) -> Any:
         return f"${value.name}"
     if isinstance(value, OutputRef):
         return f"{value.stage}.{value.output}"
+    if isinstance(value, ItemRef):
+        return "$item"
     if isinstance(value, Stage):
         return value.to_dict()
     if isinstance(value, CodeAsset):
         return {"name": value.name, "entry": value.entry.name, "sha256": value.sha256, "uri": value.uri}
     if isinstance(value, Path):
         return value.name
-    if isinstance(value, (Image, Instance, ParameterRange)):
+    if isinstance(value, (Image, Instance, ParameterRange, Item, FanOut)):
         return {k: plain(v) for k, v in asdict(value).items() if v is not None} | (
             {"count": plain(value.count)} if isinstance(value, Instance) else {}
         )
@@ -247,6 +259,17 @@ class EvaluationStage(Stage):
         object.__setattr__(self, "kind", "evaluation")
 
 
+@dataclass(frozen=True)
+class BaselineStage(Stage):
+    """Model Monitor's data-quality baseline of a dataset: statistics.json and constraints.json."""
+
+    instance: Instance | None = None
+    header: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", "baseline")
+
+
 # Where a metric lives in evaluation.json (SageMaker model-quality report layout).
 METRIC_SECTIONS = {
     "mse": "regression_metrics", "rmse": "regression_metrics", "mae": "regression_metrics",
@@ -318,6 +341,8 @@ class EndpointStage(Stage):
     instance: Instance | None = None
     data_capture: bool = True
     sampling_percentage: int = 100
+    monitoring_schedule: str | None = None   # a data-quality schedule (inputs: the baseline's files)
+    monitoring_instance: Instance | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", "endpoint")
@@ -372,6 +397,8 @@ class PipelineSpec:
     cache_expire_after: str | None = None  # SageMaker Pipelines step caching (ISO 8601 duration)
     emails: tuple[str, ...] = ()
     source: Path | None = None
+    fanout: FanOut | None = None           # a group of stages once per item
+    origin_fingerprint: str | None = None  # an expanded fan-out keeps its config's fingerprint
 
     def __iter__(self) -> Iterator[Stage]:
         return iter(self.stages)
@@ -425,10 +452,12 @@ class PipelineSpec:
             "trigger_prefix": self.trigger_prefix,
             "cache_expire_after": self.cache_expire_after,
             "emails": list(self.emails),
-        }
+        } | ({"fanout": plain(self.fanout)} if self.fanout else {})
 
     @property
     def fingerprint(self) -> str:
         """Content hash of the whole spec (config + code assets): the run's config hash."""
+        if self.origin_fingerprint:
+            return self.origin_fingerprint
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()

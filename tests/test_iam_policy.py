@@ -57,7 +57,8 @@ def test_pass_role_only_for_the_sagemaker_role_and_conditioned(printed):
 
 
 def test_resources_are_scoped(printed):
-    star_ok = {"ecr:GetAuthorizationToken", "sagemaker:ListEndpoints", "cloudwatch:PutMetricData",
+    star_ok = {"ecr:GetAuthorizationToken", "sagemaker:ListEndpoints", "sagemaker:ListMonitoringSchedules",
+               "cloudwatch:PutMetricData",
                "logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
                "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries",
                "logs:PutResourcePolicy", "logs:UpdateLogDelivery"}

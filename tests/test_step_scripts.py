@@ -449,11 +449,22 @@ def test_train_pytorch_without_torch_exits_2(monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("error: train_pytorch needs torch")
 
 
-@pytest.mark.parametrize("accept", [None, "", "*/*", "text/csv", "text/csv; charset=utf-8"])
+@pytest.mark.parametrize("accept", [None, "", "*/*", "text/csv", "text/csv; charset=utf-8", "application/json, */*"])
 def test_pytorch_inference_answers_csv_without_an_accept_header(accept):
     from steps.code import inference_pytorch
 
-    assert inference_pytorch.output_fn(np.array([1.5, 2.25]), accept) == "1.5\n2.25\n"
+    # with its content type, so the response says text/csv whatever the Accept list was
+    assert inference_pytorch.output_fn(np.array([1.5, 2.25]), accept) == ("1.5\n2.25\n", "text/csv")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/csv", "text/csv; charset=utf-8"])
+def test_pytorch_inference_reads_csv_bytes_or_text(content_type):
+    from steps.code import inference_pytorch
+
+    for body in (b"1,2\n3,4\n", "1,2\n3,4\n"):
+        np.testing.assert_array_equal(inference_pytorch.input_fn(body, content_type), [[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match="unsupported content type 'application/json'"):
+        inference_pytorch.input_fn(b"[[1, 2]]", "application/json")
 
 
 def test_pytorch_inference_refuses_other_accept_types():

@@ -623,6 +623,8 @@ def test_endpoint_to_dict_defaults():
         "instance": LARGE_INSTANCE,
         "data_capture": True,
         "sampling_percentage": 100,
+        "monitoring_schedule": None,        # no `monitoring:` section
+        "monitoring_instance": None,
         "upstream": ["create-model"],
     }
     assert spec.stage("deploy").inputs == {"model": OutputRef("create-model", "model_name")}

@@ -525,3 +525,29 @@ def test_container_metrics_and_folds_match_the_emulator():
         splitter = RepeatedStratifiedKFold(n_splits=3, n_repeats=2) if y else RepeatedKFold(n_splits=3, n_repeats=2)
         mine = [[tr.tolist(), va.tolist()] for tr, va in splitter.split(X=range(300), y=y)]
         assert mine == theirs
+
+
+def test_reading_a_channel_survives_other_processes_churning_tmp(tmp_path):
+    """dmlc lists the parent of the path it is given and stats every entry; directly under /tmp,
+    a temporary directory another process removes meanwhile failed the load (seen in CI as
+    "LocalFileSystem.GetPathInfo: /tmp/tmpXXXX: No such file or directory")."""
+    import tempfile
+    import threading
+
+    channel = tmp_path / "train"
+    channel.mkdir()
+    (channel / "train.csv").write_text("".join(f"{i % 3},{i},{2 * i}\n" for i in range(50)))
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            os.rmdir(tempfile.mkdtemp())
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(200):
+            assert algo.read_dmatrix([channel]).num_row() == 50
+    finally:
+        stop.set()
+        worker.join()

@@ -228,9 +228,17 @@ def read_test(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     frames = []
     for path in files:
         try:
-            frames.append(pd.read_csv(path, header=None))
+            # padding is ignored and a blank cell is a missing value, as in preprocess.py (a missing
+            # feature is xgboost's missing value; a missing target cannot be scored)
+            frame = pd.read_csv(path, header=None, skipinitialspace=True)
         except pd.errors.EmptyDataError:
             raise EvaluationError(f"{path} is empty") from None
+        unlabelled = np.flatnonzero(frame[0].isna().to_numpy())
+        if len(unlabelled):
+            raise EvaluationError(f"{path}: data row {unlabelled[0] + 1} has no target (the first column); "
+                                  f"{len(unlabelled)} row(s) lack one: score rows with a target only, such as "
+                                  "the preprocess step's test output")
+        frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
     if table.shape[1] < 2 or text:

@@ -11,7 +11,11 @@ Processing contract into a run directory):
           SageMaker XGBoost CSV layout (target first, no header, no index),
           BASE/test/schema.json and, for classification, BASE/test/labels.json (beside the
           test split, not the training channels: the XGBoost container reads every file in a
-          channel, so a JSON file there would break training)
+          channel, so a JSON file there would break training); with --baseline also
+          BASE/baseline/baseline.csv: the training split's features only (no target, no header),
+          what an endpoint receives, for a Model Monitor data-quality baseline;
+          --filter-column C --filter-value V keeps only the rows where C is V (one fan-out item);
+          --list-values C writes only BASE/items/items.json, C's distinct values (a fan-out's items)
 Unusable data exits with code 2 and one ``error: ...`` line on stderr.
 
 mlpipe's CLI imports this module to check a user's data before a run, so the building blocks
@@ -205,6 +209,13 @@ def _read_csv(path: Path, delimiter: str, header: bool) -> pd.DataFrame:
     text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if text:
         frame[text] = frame[text].apply(lambda column: column.str.strip()).replace("", np.nan)
+    if header:  # names are padded like cells: " length " is the column --target length names
+        names = [str(c).strip() for c in frame.columns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise DataError(f"{path} names the column(s) {_names(twice)} twice (spaces around names are "
+                            "ignored); give every column its own name")
+        frame.columns = names
     return frame.dropna(how="all").reset_index(drop=True)
 
 
@@ -365,12 +376,16 @@ def _encoder(numeric: list[str], categorical: list[str]):
 
 # --- writing ---------------------------------------------------------------------------------
 
-def write_outputs(base: str | os.PathLike, splits: Splits, target: str, problem_type: str) -> None:
-    """The three split CSVs plus schema.json (and labels.json for classification)."""
+def write_outputs(base: str | os.PathLike, splits: Splits, target: str, problem_type: str,
+                  baseline: bool = False) -> None:
+    """The three split CSVs plus schema.json (and labels.json for classification); with
+    ``baseline``, the training features in the model's input format too."""
     base = Path(base)
-    for name in ("train", "validation", "test"):
-        rows = getattr(splits, name)
-        _write_atomic(base / name / f"{name}.csv",
+    files = [(name, f"{name}.csv", getattr(splits, name)) for name in ("train", "validation", "test")]
+    if baseline:
+        files.append(("baseline", "baseline.csv", splits.train[:, 1:]))
+    for folder, file, rows in files:
+        _write_atomic(base / folder / file,
                       lambda f, rows=rows: np.savetxt(f, rows, fmt="%.10g", delimiter=",", newline="\n"))
     schema = {"feature_names": splits.feature_names, "target": target, "problem_type": problem_type}
     _write_atomic(base / "test" / "schema.json", _json_writer(schema))
@@ -428,7 +443,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-ratio", type=float, default=DEFAULT_RATIOS[1])
     p.add_argument("--test-ratio", type=float, default=DEFAULT_RATIOS[2])
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--baseline", action="store_true",
+                   help="also write baseline/baseline.csv: the training features, as an endpoint receives them")
+    p.add_argument("--filter-column", metavar="COLUMN",
+                   help="keep only the rows whose COLUMN equals --filter-value (one item of a fan-out)")
+    p.add_argument("--filter-value", metavar="VALUE")
+    p.add_argument("--list-values", metavar="COLUMN",
+                   help="only write COLUMN's distinct values to BASE/items/items.json (a fan-out's items)")
     return p
+
+
+def filter_rows(frame: pd.DataFrame, column: str, value: str | None) -> pd.DataFrame:
+    """The rows whose ``column`` equals ``value`` (compared as text, or as numbers in a numeric
+    column): one item of a fan-out (``foreach: {column: ...}``)."""
+    if value is None:
+        raise DataError("--filter-column needs --filter-value")
+    name = _resolve_column(frame.columns, column, "filter column")
+    cells = frame[name]
+    if pd.api.types.is_numeric_dtype(cells) and _is_number(value):
+        keep = cells == float(value)
+    else:
+        keep = cells.astype(str).str.strip() == value.strip()
+    if not keep.any():
+        raise DataError(f"no row has {name} = {value!r}; the column holds {_names(sorted(map(str, cells.dropna().unique())))}")
+    return frame[keep].reset_index(drop=True)
+
+
+def item_values(frame: pd.DataFrame, column: str) -> list[str]:
+    """A column's distinct values as text, sorted (whole numbers without a trailing .0)."""
+    name = _resolve_column(frame.columns, column, "fan-out column")
+    values = frame[name].dropna().unique()
+    text = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip() for v in values}
+    return sorted(t for t in text if t)
+
+
+def write_items(base: Path, frame: pd.DataFrame, column: str) -> int:
+    """BASE/items/items.json: one {"value", "key"} object per distinct value, what a Distributed
+    Map's ItemReader reads (the key, the item's index, names its outputs)."""
+    items = [{"value": v, "key": str(i)} for i, v in enumerate(item_values(frame, column))]
+    _write_atomic(base / "items" / "items.json", _json_writer(items))
+    print(f"preprocess: {len(items)} distinct value(s) of {column!r}: {', '.join(i['value'] for i in items[:20])}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -438,11 +493,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         paths = find_csv_files(base / "input" / "data")
         frame, target = load_frame(paths, args.target, args.header, args.delimiter, args.column_names)
+        if args.list_values is not None:
+            return write_items(base, frame, args.list_values)
+        if args.filter_column is not None:
+            frame = filter_rows(frame, args.filter_column, args.filter_value)
         splits = split_and_transform(frame, target, args.problem_type, ratios, args.seed, args.categorical)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_outputs(base, splits, target, args.problem_type)
+    write_outputs(base, splits, target, args.problem_type, baseline=args.baseline)
     print(f"preprocess: {len(frame)} rows from {len(paths)} file(s); target {target!r}; "
           f"{len(splits.feature_names)} features; train {len(splits.train)}, "
           f"validation {len(splits.validation)}, test {len(splits.test)}")

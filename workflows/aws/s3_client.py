@@ -66,3 +66,11 @@ def head(s3, bucket: str, key: str) -> dict[str, Any] | None:
 
 def read_object(s3, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def list_keys(s3, bucket: str, prefix: str) -> list[str]:
+    """Every object key under a prefix, in S3's order (a fan-out's items: ``foreach.s3_listing``)."""
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys

@@ -19,6 +19,15 @@ def _print_table(doc: dict) -> None:
             print(f"  {'':<16}   in  {k} <- {v}")
         if s["outputs"]:
             print(f"  {'':<16}   out {', '.join(s['outputs'])}")
+        if s.get("monitoring"):
+            m = s["monitoring"]
+            print(f"  {'':<16}   monitoring {m['schedule']} against {m['baseline']} ({m['instance_type']}); "
+                  "violations notify the topic")
+    if doc.get("foreach"):
+        f = doc["foreach"]
+        items = ", ".join(f["items"]["values"]) if "values" in f["items"] else f["items"]["at_run_time"]
+        print(f"\nforeach {f['name']}: {', '.join(f['stages'])} once per item of {items}")
+        print(f"  registry: {f['registry']}; Step Functions: {f['stepfunctions']}; SageMaker: {f['sagemaker']}")
     if doc.get("schedule"):
         sched = doc["schedule"]
         print(f"\nschedule {sched['expression']} ({sched['timezone']}){'' if sched['enabled'] else ' disabled'}")

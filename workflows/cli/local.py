@@ -37,7 +37,7 @@ def _options_from_args(args: argparse.Namespace):
                    target_column=args.target_column, delimiter=args.delimiter, header=args.header,
                    categorical=args.categorical, problem_type=args.problem_type, gate_threshold=args.gate_threshold,
                    approval=args.approval, params=split_params(args.param), no_cache=args.no_cache,
-                   tracking_uri=args.tracking_uri,
+                   tracking_uri=args.tracking_uri, exact=bool(getattr(args, "exact", False)),
                    aws={"endpoint_url": args.endpoint_url, "region": args.region, "profile": args.profile})
 
 
@@ -119,6 +119,8 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "ssm": record.get("ssm", {}),
         "model": (record.get("lineage") or {}).get("model"),
         "registry": (record.get("lineage") or {}).get("registry"),
+        "exact": record.get("exact"),
+        "library_drift": record.get("library_drift") or [],
     }
 
 
@@ -138,6 +140,12 @@ def _report(record: dict[str, Any], output: str, progress: Progress | None) -> i
             console.print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
         for name, value in (record.get("ssm") or {}).items():
             console.print(f"SSM parameter {name} = {value} (read back from the embedded emulator)")
+        if record.get("library_drift"):
+            console.print("library versions differ from the images' (mlpipe run --exact runs theirs):")
+            for line in record["library_drift"]:
+                console.print(f"  {line}", markup=False, soft_wrap=True)
+        for image, python in (record.get("exact") or {}).items():
+            console.print(f"exact: the {image} stages ran under {python}", markup=False, soft_wrap=True)
         console.print(f"run {record['status']}: {record['run_dir']}")
     failed = [n for n in record["order"] if record["stages"][n]["status"] == "Failed"]
     for name in failed:
@@ -173,6 +181,10 @@ def _execute(spec, options, root: Path, record: dict | None, output: str, lock=N
 
     progress = Progress()
     try:
+        if options.exact:  # built once, with a line on stderr while it is (minutes)
+            from workflows.local.envs import prepare
+
+            prepare(spec, log=lambda line: progress.console.print(line, highlight=False, markup=False))
         run = LocalRun(spec, options, root, record=record, observer=progress, lock=lock)
         if record is None:
             progress.console.print(f"run {run.record['run_id']} → {run.run_dir}")
@@ -214,7 +226,7 @@ def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
     --tracking-uri. Options that define the run's data or parameters are refused."""
     fixed = {"--config": args.config, "--input": args.input, "--target": args.target_column,
              "--delimiter": args.delimiter, "--header/--no-header": args.header, "--categorical": args.categorical,
-             "--problem-type": args.problem_type, "--param": args.param}
+             "--problem-type": args.problem_type, "--param": args.param, "--exact": getattr(args, "exact", False)}
     given = [flag for flag, value in fixed.items() if value not in (None, [], False)]
     if given:
         raise UserError(f"--resume continues a run with the options it started with; {', '.join(given)} cannot "
@@ -295,33 +307,18 @@ def _show_run(args: argparse.Namespace) -> int:
     """A picture of a run: its DAG coloured by each stage's state (svg, png), or its report."""
     if not args.run:
         raise UserError("runs show needs a RUN", fix="e.g. mlpipe runs show RUN_ID --format html --out run.html")
-    from workflows.files import check_output_file, write_output_file
-    from workflows.views import graph
+    from workflows.cli.output import picture_out, write_document, write_picture
+    from workflows.local.runner import Options
     from workflows.views.report import report_html, states_of
 
     path = store.find_run(store.runs_dir(args.runs_dir), args.run)
     record = store.read_record(path)
-    from workflows.local.runner import Options
-
     spec = session.spec_for(Options.from_record(record.get("options") or {}))
-    if args.format == "png" and not args.out:
-        raise UserError("--format png needs --out FILE", fix="e.g. mlpipe runs show RUN --format png --out run.png")
-    if args.out:
-        check_output_file(Path(args.out), create_parents=False)
-    if args.format == "png":
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            graph.png(spec, Path(tmp) / "run.png", states_of(record))
-            write_output_file(Path(args.out), (Path(tmp) / "run.png").read_bytes(), create_parents=False)
+    out = picture_out(args.format, args.out, "mlpipe runs show RUN")
+    if args.format == "html":
+        write_document(out, report_html(spec, record, path))
     else:
-        text = graph.svg(spec, states_of(record), title=f"{spec.name} run {record['run_id']}") \
-            if args.format == "svg" else report_html(spec, record, path)
-        if not args.out:
-            sys.stdout.write(text)
-            return 0
-        write_output_file(Path(args.out), text.encode(), create_parents=False)
-    print(f"wrote {args.out}", file=sys.stderr)
+        write_picture(spec, states_of(record), args.format, out, title=f"{spec.name} run {record['run_id']}")
     return 0
 
 
@@ -363,17 +360,23 @@ def lineage(args: argparse.Namespace) -> int:
     if doc.get("registry"):
         r = doc["registry"]
         print(f"registry     {r.get('group')} v{r.get('version')} ({r.get('approval_status')})")
+    for stage, files in sorted((doc.get("baseline") or {}).items()):
+        for what, f in sorted(files.items()):
+            print(f"baseline     {stage} {what}: {f.get('path')}" + (f"  sha256 {f['sha256']}" if f.get("sha256") else ""))
     return 0
 
 
 def serve(args: argparse.Namespace) -> int:
-    from workflows.local.serve import NotAModel, make_server
+    from workflows.local.serve import Capture, NotAModel, make_server
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is not a TCP port", fix="give a port from 1 to 65535 (0: any free port)")
     model = session.model_path(store.runs_dir(args.runs_dir), args.model)
+    capture = getattr(args, "capture", None)
+    if capture and Path(capture).is_dir():
+        raise UserError(f"--capture {capture} is a directory", fix="name a file, e.g. --capture captured.jsonl")
     try:
-        server = make_server(model, port=args.port)
+        server = make_server(model, port=args.port, capture=Capture(Path(capture), 100) if capture else None)
     except NotAModel as exc:
         raise UserError(str(exc), fix="serve a run id, a run directory, or a model.tar.gz from a training stage") \
             from None

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="pipeline parameter (repeatable)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a failed or paused run from where it stopped")
     p.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    p.add_argument("--exact", action="store_true",
+                   help="run each stage under its image's Python and library pins (environments built once, "
+                        "cached); the XGBoost training runs the container's own code")
     p.add_argument("--runs-dir", default=None, metavar="DIR", help="where runs are kept (default: ./runs)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (needs the 'tracking' extra)")
     _output_arg(p)
@@ -134,7 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
             _lazy("workflows.cli.local", "serve"))
     p.add_argument("model", metavar="MODEL_OR_RUN", help="a run id, a run directory or a model.tar.gz")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--capture", metavar="FILE", help="capture every request and response here (JSON lines, as an "
+                                                     "endpoint's data capture; `mlpipe monitor --data FILE` checks them)")
     p.add_argument("--runs-dir", default=None, metavar="DIR")
+
+    p = add("monitor", "check new data (or captured requests) against a run's Model Monitor baseline; "
+                       "exit 1 when a constraint is violated", _lazy("workflows.cli.monitor"))
+    p.add_argument("run", metavar="RUN_OR_MODEL",
+                   help="a run id or directory, a registered model GROUP/VERSION, or a folder of baseline files")
+    p.add_argument("--data", metavar="FILE", help="a CSV in the endpoint's input format, or a data-capture .jsonl "
+                                                  "(default: the run's captured requests)")
+    p.add_argument("--baseline", metavar="STAGE", help="the baseline stage (when the run has several)")
+    mhdr = p.add_mutually_exclusive_group()
+    mhdr.add_argument("--header", dest="header", action="store_true", default=None,
+                      help="--data has a header row (default: as the baseline's data)")
+    mhdr.add_argument("--no-header", dest="header", action="store_false", help="--data has no header row")
+    p.add_argument("--out", metavar="DIR", help="where constraint_violations.json goes "
+                                                "(default: RUN/monitoring/<UTC time>)")
+    p.add_argument("--runs-dir", default=None, metavar="DIR")
+    _output_arg(p)
 
     p = add("models", "manage the local model registry", _lazy("workflows.cli.local", "models"))
     p.add_argument("action", choices=("list", "approve", "reject"))
@@ -173,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("execution", nargs="?" if name == "status" else None, metavar="EXECUTION",
                        help="execution name or ARN")
         _output_arg(p)
+        if name == "status":
+            p.add_argument("--format", "-f", choices=("svg", "png"), default=None,
+                           help="a picture instead: the DAG coloured by each stage's state, its duration and "
+                                "the gate's value")
+            p.add_argument("--out", metavar="FILE",
+                           help="with --format: write here (default: stdout; png needs a file)")
 
     p = add("list", "list recent executions", _lazy("workflows.cli.ops", "list_"), aws=True)
     _config_arg(p)

@@ -4,7 +4,7 @@ either target.
 Each command addresses the pipeline (``ops.target``), asks the target's backend
 (``ops.backend``) and prints the answer. They stay fast: neither SDK is imported, and only
 ``start`` validates the whole config (its ``--param`` values are checked against the declared
-parameters before anything is sent).
+parameters before anything is sent), and ``status --format`` (the picture draws its stages).
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ def start(args: argparse.Namespace, clients=None) -> int:
 
 
 def status(args: argparse.Namespace, clients=None) -> int:
+    if getattr(args, "format", None):
+        return _status_picture(args, clients)
+    if getattr(args, "out", None):
+        raise UserError("--out writes a picture: give --format svg or png with it", field="--out",
+                        fix=f"mlpipe status {args.execution or 'EXECUTION'} --format svg --out run.svg")
     t = target_of(args, clients)
     b = backend_for(t)
     arn = b.resolve(t, args.execution)
@@ -62,6 +67,24 @@ def status(args: argparse.Namespace, clients=None) -> int:
     if args.output != "json":
         info.pop("input", None)
     emit(args.output, info)
+    return 0
+
+
+def _status_picture(args: argparse.Namespace, clients=None) -> int:
+    """``status --format svg|png``: the DAG coloured by each stage's state in the execution, its
+    duration and the gate's value, drawn as ``runs show`` draws a local run. The DAG is the
+    config's (validated, since the stages come from it); the states come from the backend."""
+    from steps.pipeline import load_spec
+    from workflows.cli.output import picture_out, write_picture
+
+    out = picture_out(args.format, args.out, f"mlpipe status {args.execution or 'EXECUTION'}")  # before any call
+    spec = load_spec(args.config)
+    t = target_of(args, clients)
+    b = backend_for(t)
+    arn = b.resolve(t, args.execution)
+    info = b.describe(t, arn, args.execution or arn)
+    states = b.stage_states(t, info["arn"], spec)
+    write_picture(spec, states, args.format, out, title=f"{spec.name} execution {info['name']} ({info['status']})")
     return 0
 
 

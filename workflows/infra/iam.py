@@ -5,8 +5,9 @@ One generator, so the three never disagree.
 Rules: every action is spelled out (no ``service:*``, no ``*``); resources are the pipeline's
 own jobs (by name prefix), bucket prefix, SSM parameter, functions, topic, model package group
 and endpoint. ``Resource: "*"`` appears only for actions that support no resource-level
-permissions (ecr:GetAuthorizationToken, sagemaker:ListEndpoints, the CloudWatch Logs delivery
-actions Step Functions logging needs, cloudwatch:PutMetricData with a namespace condition).
+permissions (ecr:GetAuthorizationToken, sagemaker:ListEndpoints, sagemaker:ListMonitoringSchedules, the
+CloudWatch Logs delivery actions Step Functions logging needs, cloudwatch:PutMetricData with a namespace
+condition).
 
 ``account``/``region`` may be CloudFormation placeholders (``${AWS::AccountId}``), which is how
 the CloudFormation export reuses these documents.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from steps import naming
+from steps import fanout, naming
 from steps.contract import KINDS
 from steps.naming import Arns
 from steps.spec import LambdaStage, PipelineSpec
@@ -48,6 +49,7 @@ SERVICE_PRINCIPAL = {
 }
 DEPLOYER_HANDLER = "lambda_handlers.deploy_endpoint.handler"
 STARTER_HANDLER = "lambda_handlers.start_pipeline.handler"
+SCHEDULER_HANDLER = "lambda_handlers.monitoring_schedule.handler"
 
 
 @dataclass
@@ -73,15 +75,26 @@ class Function:
     memory: int
     deployer: bool = False    # SageMaker target: deploys a package approved after its run (EventBridge)
     starter: bool = False     # starts the SageMaker pipeline for new data (the S3 trigger)
+    scheduler: bool = False   # SageMaker target: attaches an endpoint's monitoring schedule (a pipeline step)
 
 
 def model_package_groups(spec: PipelineSpec) -> list[str]:
-    groups = sorted({s.model_package_group for s in spec.stages if s.kind == "register"})
-    return groups or [naming.model_package_group(spec.name)]
+    """The pipeline's groups: one per fan-out item where configured (``steps.fanout``)."""
+    return fanout.package_groups(spec) or [naming.model_package_group(spec.name)]
 
 
 def endpoint_stages(spec: PipelineSpec) -> list:
     return [s for s in spec.stages if s.kind == "endpoint"]
+
+
+def monitored_endpoints(spec: PipelineSpec) -> list:
+    """Endpoint stages with a data-quality monitoring schedule."""
+    return [s for s in endpoint_stages(spec) if s.monitoring_schedule]
+
+
+def monitoring_schedules(spec: PipelineSpec, a: Arns) -> list[str]:
+    return [a.monitoring_schedule(naming.monitoring_schedule_name(spec.name, s.name))
+            for s in monitored_endpoints(spec)]
 
 
 def functions(spec: PipelineSpec, target: str, account: str, region: str) -> list[Function]:
@@ -97,6 +110,9 @@ def functions(spec: PipelineSpec, target: str, account: str, region: str) -> lis
                 "DATA_CAPTURE_URI": f"{spec.s3_root}/data-capture/{s.endpoint_name}",
                 "SAGEMAKER_ROLE_ARN": arns.role("sagemaker"),
             }, 300, 256, deployer=True))
+        for s in monitored_endpoints(spec):  # Pipelines has no step that creates a monitoring schedule
+            out.append(Function(f"{s.name}-monitoring", naming.scheduler_function_name(spec.name, s.name),
+                                SCHEDULER_HANDLER, {}, 60, 128, scheduler=True))
         if spec.trigger_prefix:  # EventBridge cannot fill a pipeline parameter from the event
             out.append(Function("trigger", naming.starter_function_name(spec.name), STARTER_HANDLER, {
                 "PIPELINE_NAME": naming.sagemaker_pipeline_name(spec.name), "INPUT_PARAMETER": "InputData",
@@ -135,7 +151,8 @@ def _job_prefixes(spec: PipelineSpec) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for s in spec.stages:
         if s.kind in JOB_KIND:
-            prefix = (naming.tuning_job_prefix if s.kind == "tuning" else naming.job_prefix)(spec.name, s.name)
+            prefix = naming.tuning_job_prefix(spec.name, s.name) if s.kind == "tuning" else \
+                fanout.job_prefix(spec, s.name)   # a fan-out member's is shorter: its item's key follows
             out.setdefault(JOB_KIND[s.kind], []).append(prefix)
     return out
 
@@ -210,7 +227,7 @@ def _stepfunctions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str
         # .sync integrations: Step Functions manages one EventBridge rule per job type
         st.append(_stmt(f"{kind.title()}JobCompletionRule", ["events:DescribeRule", "events:PutRule",
                                                              "events:PutTargets"], [a.rule(SYNC_RULES[kind])]))
-    models = [naming.job_prefix(spec.name, s.name) for s in spec.stages if s.kind == "model"]
+    models = [fanout.job_prefix(spec, s.name) for s in spec.stages if s.kind == "model"]
     if models:
         st.append(_stmt("CreateModels", ["sagemaker:CreateModel", "sagemaker:AddTags"],
                         [a.sm("model", f"{m}-*") for m in models]))
@@ -222,7 +239,7 @@ def _stepfunctions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str
         st.append(_stmt("Endpoints", ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
                                       "sagemaker:DescribeEndpoint", "sagemaker:AddTags"], names + configs))
         st.append(_stmt("FindEndpoint", ["sagemaker:ListEndpoints"], "*"))  # no resource-level support
-    groups = [s.model_package_group for s in spec.stages if s.kind == "register"]
+    groups = fanout.package_groups(spec)
     if groups:
         st.append(_stmt("RegisterModels", ["sagemaker:CreateModelPackage", "sagemaker:AddTags"],
                         [a.sm("model-package", f"{g}/*") for g in groups]
@@ -232,14 +249,35 @@ def _stepfunctions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str
     if fns:
         st.append(_stmt("InvokePipelineFunctions", ["lambda:InvokeFunction"],
                         sorted({a.function(f.name) for f in fns} | {a.function(f.name) + ":*" for f in fns})))
+    if spec.fanout and spec.fanout.distributed:
+        st += _distributed_map(spec, a)
     if any(s.kind == "approval" for s in spec.stages):
         st.append(_stmt("AskForApproval", ["sns:Publish"], [a.topic()]))
+    if monitored_endpoints(spec):  # create or update each endpoint's data-quality schedule
+        st += _monitoring_schedules(spec, a, ["sagemaker:CreateMonitoringSchedule",
+                                              "sagemaker:UpdateMonitoringSchedule", "sagemaker:AddTags"])
     st.append(_pass_role("PassSageMakerRole", a.role("sagemaker")))
     # Logging to CloudWatch Logs (vended logs): AWS documents these with Resource "*" only.
     st.append(_stmt("ExecutionLogDelivery", [
         "logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups", "logs:DescribeResourcePolicies",
         "logs:GetLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:UpdateLogDelivery"], "*"))
     return _doc(*st)
+
+
+def _distributed_map(spec: PipelineSpec, a: Arns) -> list[dict[str, Any]]:
+    """A Distributed Map runs its items as child executions of this very state machine (its
+    versions and alias included), and reads its items from S3 (the ItemReader)."""
+    executions = a.execution("x").rsplit(":", 1)[0] + "/*"   # execution:<state machine>/<map run>:<child>
+    st = [_stmt("RunMapItems", ["states:StartExecution"], [a.state_machine(), a.state_machine() + ":*"]),
+          _stmt("FollowMapItems", ["states:DescribeExecution", "states:StopExecution"], [executions])]
+    fan = spec.fanout
+    if fan.source == "s3_listing":
+        bucket, _, prefix = fan.s3_listing[5:].partition("/")
+        st.append(_stmt("ListMapItems", ["s3:ListBucket"], [f"arn:{a.p}:s3:::{bucket}"],
+                        {"StringLike": {"s3:prefix": [prefix + "*"]}} if prefix else None))
+    elif fan.items_stage:   # items.json, written by the items job under the run's folder
+        st.append(_stmt("ReadMapItems", ["s3:GetObject"], [a.objects("runs")]))
+    return st
 
 
 def _lambda_functions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str, Any]:
@@ -271,6 +309,24 @@ def _endpoint_deployer(spec: PipelineSpec, a: Arns, deployers: list[Function]) -
         _stmt("Endpoints", ["sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"],
               [a.sm("endpoint", n) for n in endpoint_names] + configs),
         _pass_role("PassSageMakerRoleToModels", a.role("sagemaker")),
+    )
+
+
+def _monitoring_schedules(spec: PipelineSpec, a: Arns, actions: list[str]) -> list[dict[str, Any]]:
+    """The pipeline's own monitoring schedules; listing them supports no resource-level permission."""
+    return [_stmt("MonitoringSchedules", actions, monitoring_schedules(spec, a)),
+            _stmt("FindMonitoringSchedules", ["sagemaker:ListMonitoringSchedules"], "*")]
+
+
+def _schedulers(spec: PipelineSpec, a: Arns, schedulers: list[Function]) -> dict[str, Any]:
+    """The SageMaker target's monitoring-schedule function (lambda_handlers/monitoring_schedule.py)."""
+    return _doc(
+        _stmt("SchedulerLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+              [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in schedulers]),
+        _stmt("MonitoringSchedules", ["sagemaker:CreateMonitoringSchedule", "sagemaker:DescribeMonitoringSchedule",
+                                      "sagemaker:UpdateMonitoringSchedule", "sagemaker:AddTags"],
+              monitoring_schedules(spec, a)),
+        _pass_role("PassSageMakerRoleToMonitoringJobs", a.role("sagemaker")),
     )
 
 
@@ -308,11 +364,13 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
     if target == "stepfunctions":
         docs.append(("stepfunctions", {own + "run-pipeline": _stepfunctions(spec, a, fns)}))
     lambdas: dict[str, dict[str, Any]] = {}
-    stage_fns = [f for f in fns if not f.deployer and not f.starter]
+    stage_fns = [f for f in fns if not f.deployer and not f.starter and not f.scheduler]
     if stage_fns:
         lambdas["mlpipe-functions"] = _lambda_functions(spec, a, stage_fns)
     if any(f.deployer for f in fns):
         lambdas[own + "endpoint-deployer"] = _endpoint_deployer(spec, a, [f for f in fns if f.deployer])
+    if any(f.scheduler for f in fns):
+        lambdas[own + "monitoring-scheduler"] = _schedulers(spec, a, [f for f in fns if f.scheduler])
     starters = [f for f in fns if f.starter]
     if starters:
         lambdas[own + "trigger-starter"] = _doc(
@@ -338,6 +396,8 @@ def topic_policy(spec: PipelineSpec, account: str, region: str) -> dict[str, Any
     """Let this account manage the topic and the pipeline's status rules (either target) publish."""
     a = Arns.of(spec, account, region)
     rule_arns = [a.rule(naming.status_rule_name(spec.name, t)) for t in ("sagemaker", "stepfunctions")]
+    if monitored_endpoints(spec):  # the rules that report monitoring violations publish too
+        rule_arns += [a.rule(naming.violations_rule_name(spec.name, t)) for t in ("sagemaker", "stepfunctions")]
     return _doc(
         {"Sid": "AccountOwner", "Effect": "Allow", "Principal": {"AWS": a.root()},
          "Action": ["sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic", "sns:Publish",

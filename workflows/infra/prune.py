@@ -31,7 +31,7 @@ from steps import naming
 from steps.naming import Arns
 from workflows.aws import events_client, iam_client, lambda_client, sagemaker_client, scheduler_client, sns_client, \
     stepfunctions_client
-from workflows.infra.iam import DEPLOYER_HANDLER, SERVICE_PRINCIPAL, STARTER_HANDLER, policy_prefix
+from workflows.infra.iam import DEPLOYER_HANDLER, SCHEDULER_HANDLER, SERVICE_PRINCIPAL, STARTER_HANDLER, policy_prefix
 
 if TYPE_CHECKING:
     from workflows.infra.plan import Deployment
@@ -59,7 +59,8 @@ def name_prefix(pipeline: str) -> str:
 def rule_owner(pipeline: str, rule: str, target_ids: set[str]) -> str | None:
     """Which target's deploy creates this rule (None: not one mlpipe makes)."""
     for t in TARGETS:
-        if rule in (naming.trigger_rule_name(pipeline, t), naming.status_rule_name(pipeline, t)):
+        if rule in (naming.trigger_rule_name(pipeline, t), naming.status_rule_name(pipeline, t),
+                    naming.violations_rule_name(pipeline, t)):
             return t
     if target_ids == {"deploy-endpoint"}:
         return "sagemaker"            # the model-approved rules
@@ -122,7 +123,7 @@ def stale(d: "Deployment", declared: set[tuple[str, str]]) -> list[Removal]:
                         out.append(Removal("lambda permission", f"{name}/{rule}",
                                            lambda n=name, s=sid: lambda_client.remove_permission(lam, n, s)))
             continue
-        if fn.get("Handler") in (DEPLOYER_HANDLER, STARTER_HANDLER):
+        if fn.get("Handler") in (DEPLOYER_HANDLER, STARTER_HANDLER, SCHEDULER_HANDLER):
             owner_ok = target == "sagemaker"
         else:                           # a lambda stage's function: both targets call it
             if not other_read:

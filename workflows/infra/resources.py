@@ -149,6 +149,19 @@ def resources(spec: PipelineSpec, target: str, account: str, region: str, files:
         "pattern": pattern, "targets": [{"Id": "notify", "Arn": a.topic()}], "tags": tags, "purpose": "status",
         "description": f"mlpipe {spec.name}: e-mail when a run fails or is stopped"}, a.rule(status_rule)))
 
+    schedules = iam.monitoring_schedules(spec, a)
+    if schedules:
+        # Model Monitor runs each scheduled execution as a processing job of the schedule; one that
+        # found violations ends "CompletedWithViolations: ..." (its ExitMessage)
+        rule = naming.violations_rule_name(spec.name, target)
+        pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Processing Job State Change"],
+                   "detail": {"MonitoringScheduleArn": schedules,
+                              "ExitMessage": [{"prefix": "CompletedWithViolations"}]}}
+        add(Resource("eventbridge rule", rule, {
+            "pattern": pattern, "targets": [{"Id": "notify", "Arn": a.topic()}], "tags": tags, "purpose": "monitoring",
+            "description": f"mlpipe {spec.name}: e-mail when endpoint monitoring finds data-quality violations"},
+            a.rule(rule)))
+
     if target == "sagemaker":
         groups = iam.model_package_groups(spec)
         for fn in (f for f in fns if f.deployer):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from steps.contract import INPUT_CONFIG_DIR, KINDS, MODEL_DIR, PROCESSING, handler
 from steps.spec import (
-    EvaluationStage, GateStage, OutputRef, ParamRef, ProcessingStage, Stage, TrainingStage, TuningStage,
+    BaselineStage, EvaluationStage, GateStage, OutputRef, ParamRef, ProcessingStage, Stage, TrainingStage, TuningStage,
 )
 from workflows.local import store, supervise
 from workflows.local.data import feature_rows, fetch, tree_hash
@@ -42,7 +42,8 @@ def local(work: Path, container_path: str) -> Path:
 class StageHandlers:
     HANDLERS = {"processing": "_processing", "training": "_training", "evaluation": "_evaluation",
                 "gate": "_gate", "model": "_model", "register": "_register", "approval": "_approval",
-                "endpoint": "_endpoint", "transform": "_transform", "lambda": "_lambda", "tuning": "_tuning"}
+                "endpoint": "_endpoint", "transform": "_transform", "lambda": "_lambda", "tuning": "_tuning",
+                "baseline": "_baseline"}
 
     def handler(self, stage: Stage) -> Callable[[Stage, Path], dict]:
         return getattr(self, handler(self.HANDLERS, stage, "local"))
@@ -52,7 +53,7 @@ class StageHandlers:
             raise StageFailed(stage.name, -signal.SIGKILL, "not started: the run is being stopped")
         job = Job(cwd=str(work), log=str(work / "log.txt"), **kwargs)
         timeout = stage.instance.max_runtime_seconds if getattr(stage, "instance", None) else None
-        code, _ = self.workers.run(job, timeout=timeout)
+        code, _ = self.workers.run(job, timeout=timeout, interpreter=self._interpreter(stage))
         if code != 0:
             message = store.tail(work / "log.txt")
             if code < 0:
@@ -104,7 +105,14 @@ class StageHandlers:
         store.write_json(ml / "input/config/hyperparameters.json",
                          {k: str(v) for k, v in stage.hyperparameters.items()})
         out_tar = str(work / "outputs/model/model.tar.gz")
-        if stage.image.kind == "algorithm":
+        if stage.image.kind == "algorithm" and self._interpreter(stage) is not None:
+            # --exact: the container's own training code (envs.py), in its environment
+            from workflows.local.envs import XGBOOST_DRIVER
+            from workflows.local.stages import pack_model
+
+            self._job(stage, work, script=str(XGBOOST_DRIVER), argv=["stage"], env=env)
+            pack_model(env["SM_MODEL_DIR"], out_tar)
+        elif stage.image.kind == "algorithm":
             self._job(stage, work, call="workflows.local.stages:train_xgboost",
                       kwargs={"model_dir": env["SM_MODEL_DIR"], "out_tar": out_tar}, env=env)
         else:
@@ -218,12 +226,20 @@ class StageHandlers:
         entry = {"model_name": self.resolve(stage.inputs["model"], stage),
                  "artifact": str(self._model_artifact(stage.inputs["model"])),
                  "approval_status": self.resolve(stage.inputs["approval_status"], stage),
-                 "metrics": self.metrics(), "run_id": self.record["run_id"], "stage": stage.name,
+                 "metrics": self.metrics(stage.inputs["metrics"].stage if "metrics" in stage.inputs else None),
+                 "run_id": self.record["run_id"], "stage": stage.name, **self._item_of(stage),
                  "image": {"name": stage.image.name, "version": stage.image.version},
                  "content_types": list(stage.content_types), "response_types": list(stage.response_types)}
         self._job(stage, work, call="workflows.local.stages:register",
                   kwargs={"runs_root": str(self.root), "group": stage.model_package_group, "entry": entry})
         return self._result_outputs(work, ["model_package_arn", "version", "group", "approval_status"])
+
+    def _item_of(self, stage: Stage) -> dict:
+        """A fan-out copy's item, recorded on its registry version (and in the run's lineage)."""
+        from steps.fanout import item_metadata
+
+        meta = item_metadata(self.spec, stage.name)
+        return {"foreach": meta["mlpipe:foreach"], "item": meta["mlpipe:item"]} if meta else {}
 
     def _approval(self, stage: Stage, work: Path) -> dict:
         decision = self.record["approvals"].get(stage.name)  # set by `mlpipe approve RUN_ID`
@@ -277,14 +293,40 @@ class StageHandlers:
         raise RuntimeError("no evaluation stage provides test rows")
 
     def _endpoint(self, stage: Stage, work: Path) -> dict:
+        capture = work / "outputs/data-capture/capture.jsonl"
         self._job(stage, work, call="workflows.local.stages:endpoint",
                   kwargs={"model_tar": str(self._model_artifact(stage.inputs["model"])),
-                          "test_csv": str(self._test_csv()),
-                          "capture": str(work / "outputs/data-capture/capture.jsonl"),
+                          "test_csv": str(self._test_csv()), "capture": str(capture),
                           "percentage": stage.sampling_percentage if stage.data_capture else 0,
                           "endpoint_name": stage.endpoint_name})
-        return {"endpoint_name": {"value": stage.endpoint_name},
-                **self._result_outputs(work, ["url", "max_abs_diff", "matches_in_process_model"])}
+        outputs = {"endpoint_name": {"value": stage.endpoint_name},
+                   **self._result_outputs(work, ["url", "max_abs_diff", "matches_in_process_model"])}
+        if stage.monitoring_schedule and capture.is_file():
+            # the schedule's first execution: the captured requests against the baseline (a report,
+            # never a failed deployment; on AWS violations notify the topic)
+            self._job(stage, work, call="workflows.local.monitor:stage_execution", kwargs={
+                "statistics": str(self.resolve(stage.inputs["statistics"], stage)),
+                "constraints": str(self.resolve(stage.inputs["constraints"], stage)),
+                "data": str(capture), "out_dir": str(work / "outputs/monitoring"),
+                "schedule": stage.monitoring_schedule})
+            outputs["monitoring"] = {"path": "outputs/monitoring"}
+            outputs.update({f"monitoring_{k}": v for k, v in self._result_outputs(work, ["violations"]).items()})
+        return outputs
+
+    def _baseline(self, stage: BaselineStage, work: Path) -> dict:
+        """Model Monitor's statistics.json and constraints.json of the stage's data, computed by
+        the built-in script from the analyzer's own environment (on AWS the analyzer image runs)."""
+        from steps.assets import CODE_DIR as SCRIPTS
+
+        kind = KINDS[stage.kind]
+        source, output = local(work, kind.input_path("data")), local(work, kind.output_path("baseline"))
+        self._link(self._input_path(stage, "data", stage.inputs["data"]), source)
+        output.mkdir(parents=True, exist_ok=True)
+        self._job(stage, work, script=str(SCRIPTS / "baseline.py"), env={
+            "dataset_source": str(source), "output_path": str(output), "publish_cloudwatch_metrics": "Disabled",
+            "dataset_format": json.dumps({"csv": {"header": stage.header, "output_columns_position": "START"}})})
+        folder = local_rel(kind.output_path("baseline"))
+        return {"statistics": {"path": f"{folder}/statistics.json"}, "constraints": {"path": f"{folder}/constraints.json"}}
 
     def _batch_input(self, stage: Stage, work: Path) -> Path:
         data = stage.inputs["data"]

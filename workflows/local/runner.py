@@ -46,6 +46,7 @@ from config.errors import UserError
 from steps.spec import EvaluationStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage
 from workflows.local import store, supervise
 from workflows.local.cache import StageCache
+from workflows.local.fanout import lineage as fanout_lineage
 from workflows.local.data import check_line_length, fetch, tree_hash
 from workflows.local.stages import WAITING
 from workflows.local.handlers import DONE, StageFailed, StageHandlers
@@ -76,7 +77,9 @@ class Options:
     params: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     tracking_uri: str | None = None
+    exact: bool = False  # each stage in its image's Python and library pins (envs.py)
     aws: dict[str, str | None] = field(default_factory=dict)  # endpoint_url, region, profile for S3 inputs
+    fanout_items: list[str] | None = None  # a fan-out's items read at run time (local/fanout.py)
 
     @classmethod
     def from_record(cls, stored: dict[str, Any]) -> "Options":
@@ -93,6 +96,8 @@ class LocalRun(StageHandlers):
         self.workers = Workers()
         self.cache = StageCache(root)
         self.emulator = None
+        self.exact: dict[tuple, Any] = {}       # image key -> envs.Interpreter, with --exact
+        self.exact_keys: dict[tuple, str] = {}  # image key -> what its results depend on
         if record is None:
             run_id = store.new_run_id(spec.name)
             record = {
@@ -117,6 +122,12 @@ class LocalRun(StageHandlers):
         """Run (or continue) the pipeline. Returns the record; its ``status`` is Succeeded,
         Failed, Waiting or Interrupted (then ``signal_number`` says which signal)."""
         parameters = self.parameters()  # a bad --param is refused before anything is written
+        if self.options.exact:  # built once (the CLI shows it building), else a UserError before anything is written
+            from workflows.local import envs
+
+            environments = envs.prepare(self.spec)
+            self.exact = {k: e.interpreter() for k, e in environments.items()}
+            self.exact_keys = {k: e.key() for k, e in environments.items()}
         own_lock = self.lock is None
         if own_lock:
             try:
@@ -158,7 +169,7 @@ class LocalRun(StageHandlers):
             for key in ("error", "signal", "signal_number", "ended", "warnings"):
                 self.record.pop(key, None)
             self.record.update(status="Running", parameters=parameters, config_hash=self.spec.fingerprint,
-                               owner=store.owner())
+                               owner=store.owner(), **self._environments())
         error: BaseException | None = None
         try:
             self._save(strict=True)
@@ -263,6 +274,23 @@ class LocalRun(StageHandlers):
                 wait(running, timeout=GRACE)  # their processes are killed: they end quickly
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _environments(self) -> dict[str, Any]:
+        """Where the stages' code runs: with --exact, each image's environment; else this one,
+        and the libraries whose versions differ from the images' (pins.py)."""
+        from workflows.local import pins
+
+        if self.options.exact:
+            return {"exact": {pins.IMAGES[k].label: str(i.python) for k, i in self.exact.items()}, "library_drift": []}
+        return {"exact": None, "library_drift": pins.drift(self.spec.stages)}
+
+    def _interpreter(self, stage: Stage):
+        """--exact: the warm workers of the environment of the stage's image; else None (ours)."""
+        from workflows.local import pins
+
+        if not self.exact or not pins.runs_code(stage):
+            return None
+        return self.exact[pins.for_image(pins.image_of(stage)).key]
 
     def _set(self, target: dict, **values: Any) -> None:
         with self._lock:
@@ -472,13 +500,19 @@ class LocalRun(StageHandlers):
             h.update(json.dumps(self.resolve(stage.instance.count, stage)).encode())
         if stage.kind == "transform":
             h.update(self._batch_fallback_hash(stage).encode())
+        if self._interpreter(stage) is not None:  # --exact: the environment and the container's code
+            from workflows.local import pins
+
+            h.update(self.exact_keys[pins.for_image(pins.image_of(stage)).key].encode())
         for path in EMULATOR_CODE:
             h.update(path.read_bytes())
         return h.hexdigest()
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, evaluation: str | None = None) -> dict[str, float]:
+        """The last finished evaluation's metrics (or the named one's: a fan-out item's)."""
         for s in reversed(self.spec.stages):
-            if isinstance(s, EvaluationStage) and self.record["stages"][s.name]["status"] in DONE:
+            if isinstance(s, EvaluationStage) and self.record["stages"][s.name]["status"] in DONE \
+                    and evaluation in (None, s.name):
                 folder = self.stage_root / s.name / "opt/ml/processing/evaluation"
                 flat = folder / "metrics.json"
                 if flat.is_file():
@@ -509,7 +543,19 @@ class LocalRun(StageHandlers):
             "registry": {k: registered["outputs"][k]["value"] for k in ("group", "version", "model_package_arn",
                                                                          "approval_status")
                          if k in registered["outputs"]} if registered else None,
+            "baseline": self._baselines() or None,
+            "foreach": fanout_lineage(self.spec, self.record),   # a fan-out: each item's model and version
         }
+
+    def _baselines(self) -> dict[str, Any]:
+        """Each finished baseline stage's Model Monitor files, with their hashes."""
+        out: dict[str, Any] = {}
+        for s in self.spec.stages:
+            entry = self.record["stages"][s.name]
+            if s.kind == "baseline" and entry["status"] in DONE:
+                files = {k: self.stage_root / s.name / entry["outputs"][k]["path"] for k in ("statistics", "constraints")}
+                out[s.name] = {k: {"path": str(p), "sha256": tree_hash(p)} for k, p in files.items() if p.is_file()}
+        return out
 
     def _track(self) -> None:
         from workflows.local import tracking

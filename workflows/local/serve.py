@@ -1,16 +1,29 @@
 """Serve a model over HTTP on 127.0.0.1 under the SageMaker inference contract:
 ``GET /ping`` answers 200 when the model is loaded, ``POST /invocations`` takes text/csv rows
-(features only, no header) and answers one prediction per line."""
+(features only, no header) and answers one prediction per line.
+
+A framework model (a model.tar.gz holding ``code/inference.py``, as train_pytorch writes it) is
+served by its own inference script under the inference toolkit's rules (``inference_toolkit``),
+in the environment both renderers give the model (``steps.contract.FRAMEWORK_MODEL_ENV``); any
+other model by the evaluation script's loader, as the XGBoost image serves it (415 for a content
+type other than text/csv)."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
+import sys
+import tarfile
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
+
+from steps.contract import FRAMEWORK_MODEL_ENV
+from workflows.local import inference_toolkit
 
 
 def load_predictor(model_tar: Path) -> Callable:
@@ -79,6 +92,64 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, answer, "text/csv")
 
 
+class _FrameworkHandler(BaseHTTPRequestHandler):
+    """The PyTorch image's front end: /ping once model_fn has run, /invocations through the
+    toolkit's request rules; one request at a time (the image's one TorchServe worker)."""
+    service: inference_toolkit.Service = None  # type: ignore[assignment]
+    capture: Callable | None = None
+    lock = threading.Lock()
+
+    log_message = _Handler.log_message
+    _send = _Handler._send
+
+    def do_GET(self):
+        if self.path == "/ping":
+            self._send(200, b'{\n  "status": "Healthy"\n}\n', "application/json")
+        else:
+            self._send(404, b"not found: use GET /ping or POST /invocations\n")
+
+    def do_POST(self):
+        if self.path != "/invocations":
+            return self._send(404, b"not found: use POST /invocations\n")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with type(self).lock:
+            answer = type(self).service.invoke(list(self.headers.items()), body)
+        if answer.status == 200 and type(self).capture is not None:
+            type(self).capture(body, answer.body, self.headers.get("Content-Type") or "", answer.content_type or "")
+        self._send(answer.status, answer.body, answer.content_type or "text/plain")
+
+
+class _ModelServer(ThreadingHTTPServer):
+    """Removes the extracted model when closed."""
+    model_dir: Path | None = None
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.model_dir is not None:
+            code_dir = str(self.model_dir / "code")
+            if code_dir in sys.path:  # the inference script's folder, importable while it served
+                sys.path.remove(code_dir)
+            shutil.rmtree(self.model_dir, ignore_errors=True)
+            self.model_dir = None
+
+
+def _framework_server(model_tar: Path, port: int, capture: Callable | None, env: Mapping[str, str]):
+    from steps.code import evaluate
+
+    model_dir = Path(tempfile.mkdtemp(prefix="mlpipe-serve-"))
+    try:
+        evaluate._extract(model_tar, model_dir)   # regular files only, inside model_dir
+        service = inference_toolkit.Service(model_dir, env)
+        handler = type("FrameworkModelHandler", (_FrameworkHandler,), {
+            "service": service, "capture": staticmethod(capture) if capture else None, "lock": threading.Lock()})
+        server = _ModelServer(("127.0.0.1", port), handler)
+    except BaseException:
+        shutil.rmtree(model_dir, ignore_errors=True)
+        raise
+    server.model_dir = model_dir
+    return server
+
+
 class NotAModel(ValueError):
     """The file given to serve is not a loadable model.tar.gz."""
 
@@ -91,10 +162,18 @@ def check_model(model_tar: Path) -> None:
         raise NotAModel(f"{model_tar} is not a model tarball (a SageMaker model.tar.gz)")
 
 
-def make_server(model_tar: Path, port: int = 0, capture: Callable | None = None) -> ThreadingHTTPServer:
+def make_server(model_tar: Path, port: int = 0, capture: Callable | None = None,
+                env: Mapping[str, str] | None = None) -> ThreadingHTTPServer:
     """A server for ``model_tar`` on 127.0.0.1:``port`` (0: any free port). Raises NotAModel
-    for a file that is not a model, OverflowError/OSError for a port it cannot listen on."""
+    for a file that is not a model, OverflowError/OSError for a port it cannot listen on.
+    ``env``: a framework model's environment (default: the one the renderers give it)."""
     check_model(model_tar)
+    env = dict(FRAMEWORK_MODEL_ENV) if env is None else env
+    if model_tar.is_file():
+        with tarfile.open(model_tar, "r:*") as tar:
+            names = tar.getnames()
+        if inference_toolkit.is_framework_model(names, env):
+            return _framework_server(model_tar, port, capture, env)
     handler = type("ModelHandler", (_Handler,), {"predict": staticmethod(load_predictor(model_tar)),
                                                  "capture": staticmethod(capture) if capture else None})
     return ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -107,7 +186,8 @@ class Capture:
     def __init__(self, path: Path, percentage: int) -> None:
         self.path, self.percentage, self.count, self.lock = path, percentage, 0, threading.Lock()
 
-    def __call__(self, request: bytes, response: bytes) -> None:
+    def __call__(self, request: bytes, response: bytes, content_type: str = "text/csv",
+                 response_type: str = "text/csv") -> None:
         with self.lock:
             self.count += 1
             if self.percentage <= 0 or (self.count * self.percentage) // 100 == ((self.count - 1) * self.percentage) // 100:
@@ -115,6 +195,8 @@ class Capture:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps({"captureData": {
-                    "endpointInput": {"mode": "INPUT", "observedContentType": "text/csv", "data": request.decode()},
-                    "endpointOutput": {"mode": "OUTPUT", "observedContentType": "text/csv", "data": response.decode()}},
+                    "endpointInput": {"mode": "INPUT", "observedContentType": content_type,
+                                      "data": request.decode(errors="replace")},
+                    "endpointOutput": {"mode": "OUTPUT", "observedContentType": response_type,
+                                       "data": response.decode(errors="replace")}},
                     "eventMetadata": {"inferenceTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}) + "\n")

@@ -63,7 +63,9 @@ def spec_for(options):
         config._source = source
     if options.gate_threshold is not None and not any(getattr(s, "gate", None) for s in config.stages):
         raise UserError("--gate-threshold given, but this pipeline has no quality gate")
-    return build_spec(config)
+    from workflows.local.fanout import expand_for_run
+
+    return expand_for_run(build_spec(config), options)  # a fan-out: its group once per item
 
 
 def prepare_resume(root: Path, run_id: str, decision: tuple[str, str] | None = None,

@@ -34,10 +34,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+LATER = "|"  # in PRELOAD: what follows is imported between jobs, not before the first
 PRELOAD = [
     # what the step scripts import
     "numpy", "pandas", "sklearn.compose", "sklearn.impute", "sklearn.pipeline", "sklearn.preprocessing",
-    "sklearn.model_selection", "sklearn.metrics", "xgboost",
+    "sklearn.model_selection", "sklearn.metrics", LATER, "xgboost",
     # what the Lambda, endpoint and bookkeeping stages import
     "boto3", "botocore.session", "pydantic", "http.server", "urllib.request", "workflows.local.stages",
     "workflows.local.xgboost_algo", "workflows.local.serve", "workflows.local.registry",
@@ -125,10 +126,19 @@ def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
 
 # --- the server process ------------------------------------------------------------------------
 
-def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool) -> None:
-    """The fork server's main loop (runs in its own interpreter; see ``_Server.start``)."""
+def _preload(name: str) -> None:
+    try:
+        __import__(name)
+    except Exception:  # a stage that needs it reports the error itself
+        pass
+
+
+def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
+          isolate: list[str] | None = None) -> None:
+    """The fork server's main loop (see ``_Server.start``); ``isolate``: sys.path from here on."""
     from workflows.local import supervise
 
+    sys.path[:] = sys.path if isolate is None else isolate
     ctl = socket.socket(fileno=ctl_fd)
     children: dict[int, int] = {}  # pid -> job id
 
@@ -149,11 +159,12 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool) 
         supervise.die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the owner died before we could watch it
         os._exit(0)
-    for name in preload:
-        try:
-            __import__(name)
-        except Exception:  # a stage that needs it reports the error itself
-            pass
+    # What the first stage (a processing script) needs is imported before serving; the rest
+    # (after LATER) between jobs, while that stage runs on the other core.
+    eager, later = (preload[:preload.index(LATER)], preload[preload.index(LATER) + 1:]) \
+        if LATER in preload else (list(preload), [])
+    for name in eager:
+        _preload(name)
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -173,7 +184,10 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool) 
             stop()
 
     while True:
-        for key, _ in selector.select(timeout=1.0):
+        events = selector.select(timeout=0 if later else 1.0)
+        if not events and later:
+            _preload(later.pop(0))
+        for key, _ in events:
             if key.fileobj is ctl:
                 try:
                     data = ctl.recv(1 << 16)
@@ -199,6 +213,9 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool) 
                             ctl.close()
                             os.close(wake_r)
                             os.close(wake_w)
+                            if isolate is not None:
+                                for name in [m for m in sys.modules if m.split(".")[0] == "workflows"]:
+                                    del sys.modules[name]
                             _child(job)
                         finally:
                             os._exit(1)
@@ -239,9 +256,10 @@ class _Running:
 
 
 class _Server:
-    """The one fork server of this process (started once, shared by every Workers)."""
+    """A fork server of this process (started once per interpreter, shared by every Workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, interpreter: Any = None) -> None:  # envs.Interpreter: another Python
+        self.interpreter = interpreter
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
@@ -265,9 +283,15 @@ class _Server:
                     "from workflows.local.worker import serve; serve(*json.loads(sys.argv[2]))")
             args = [sys.executable, "-c", code, json.dumps(sys.path),
                     json.dumps([theirs.fileno(), os.getpid(), PRELOAD, watch])]
+            environ, it = None, self.interpreter
+            if it is not None:  # its own Python and path (mlpipe's only while importing this module)
+                root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                args = [it.python, "-c", code, json.dumps([*it.path, root]),
+                        json.dumps([theirs.fileno(), os.getpid(), list(it.preload), watch, list(it.path)])]
+                environ = dict(it.environ)
             try:
                 self.proc = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL)
+                                             stdout=subprocess.DEVNULL, env=environ)
             finally:
                 theirs.close()
             self.sock = mine
@@ -354,6 +378,11 @@ class _Server:
 
 
 _server = _Server()
+_others: dict[Any, _Server] = {}  # setdefault is atomic: one server per interpreter
+
+
+def _server_for(interpreter: Any) -> _Server:
+    return _server if interpreter is None else _others.setdefault(interpreter, _Server(interpreter))
 
 
 class Workers:
@@ -372,7 +401,8 @@ class Workers:
         """Stop the fork server now (and whatever still runs in it). Left alone it would
         outlive a stage that hangs, and hold our stdout and stderr."""
         self.kill_all()
-        _server.stop()
+        for server in [_server, *_others.values()]:
+            server.stop()
 
     def kill_all(self) -> None:
         """Kill every running job's process group and refuse new jobs. Takes no lock: it is
@@ -387,13 +417,14 @@ class Workers:
                 state.started.set()
                 state.done.set()
 
-    def run(self, job: Job, timeout: float | None = None) -> tuple[int, float]:
-        """Run one job; its exit code (negative: killed by that signal; 124: timed out) and
-        its duration."""
+    def run(self, job: Job, timeout: float | None = None,
+            interpreter: Any = None) -> tuple[int, float]:
+        """Run one job (in ``interpreter``'s fork server, else the project's); its exit code
+        (negative: killed by that signal; 124: timed out) and its duration."""
         started = time.perf_counter()
         if self.closed:
             return -signal.SIGKILL, 0.0
-        state = _server.submit(job)
+        state = _server_for(interpreter).submit(job)
         self.running[id(state)] = state
         try:
             if self.closed:  # interrupted while submitting

@@ -176,7 +176,12 @@ def read_dmatrix(paths: list[str | os.PathLike], csv_weights: int = 0):
     files = [f for p in paths for f in channel_files(p)]
     if not sum(f.stat().st_size for f in files):
         return None
-    with tempfile.TemporaryDirectory(prefix="mlpipe-xgb-input-") as tmp:
+    # dmlc expands a path by listing its parent and stat-ing every entry there; under /tmp, an
+    # entry another process removes meanwhile fails the load. So the data sits one level down,
+    # in a parent that holds nothing else.
+    with tempfile.TemporaryDirectory(prefix="mlpipe-xgb-") as parent:
+        tmp = os.path.join(parent, "input")
+        os.mkdir(tmp)
         for i, f in enumerate(files):
             os.symlink(f.resolve(), Path(tmp) / f"{i:05d}-{f.name}")
         with open(files[0], errors="ignore") as first:

@@ -1,15 +1,17 @@
 """One protocol for operating a deployed pipeline; one implementation per target.
 
-Every ops command (start, status, list, history, stop, approve, reject, lineage, resume, versions,
-rollback) asks ``backend_for(target)`` and never branches on the target itself. Executions come
-back in one shape for both targets: ``{name, status, started, stopped, arn}``; versions in one
-shape too: ``{version, live, created, config_hash, ...}``, newest first.
+Every ops command (start, status and its picture, list, history, stop, approve, reject, lineage,
+resume, versions, rollback) asks ``backend_for(target)`` and never branches on the target itself.
+Executions come back in one shape for both targets: ``{name, status, started, stopped, arn}``;
+versions in one shape too: ``{version, live, created, config_hash, ...}``, newest first; a
+picture's stage states in the shape ``workflows.views.graph`` draws (``ops.run_states``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from steps.spec import PipelineSpec
 from workflows.ops.target import Target
 
 
@@ -23,6 +25,8 @@ class Backend(Protocol):
     def start(self, t: Target, params: dict[str, Any], name: str) -> str: ...
     def stop(self, t: Target, arn: str) -> None: ...
     def history(self, t: Target, arn: str) -> list[dict[str, Any]]: ...
+    def stage_states(self, t: Target, arn: str, spec: PipelineSpec) -> dict[str, dict[str, Any]]:
+        """stage -> {status, duration, detail}; a stage that has not started is left out."""
     def answer(self, t: Target, execution: str, decision: str, reason: str) -> dict[str, Any]: ...
     def lineage(self, t: Target, execution: str) -> dict[str, Any]: ...
     def resume(self, t: Target, execution: str) -> dict[str, Any]: ...

@@ -60,7 +60,33 @@ def sfn_record(definition: str, execution: dict[str, Any]) -> dict[str, Any]:
         "parameters": params,
         "metrics": metrics, "model": model, "registry": {"model_package_arn": package} if package else None,
         "jobs": {sid: d["job_name"] for sid, d in stages.items() if isinstance(d, dict) and "job_name" in d},
+        # baseline stages: the S3 URIs of Model Monitor's statistics.json and constraints.json
+        "baseline": {sid: {k: d[k] for k in ("statistics", "constraints")} for sid, d in stages.items()
+                     if isinstance(d, dict) and isinstance(d.get("statistics"), str)
+                     and isinstance(d.get("constraints"), str)} or None,
+        "monitoring": {sid: d["monitoring_schedule"] for sid, d in stages.items()
+                       if isinstance(d, dict) and isinstance(d.get("monitoring_schedule"), str)} or None,
+        "foreach": fanout_items(stages),
     }
+
+
+def fanout_items(stages: dict[str, Any]) -> dict[str, Any] | None:
+    """A fan-out's Map result (one object per item: its key, value and stages' results) as
+    item -> jobs, model and model package."""
+    out: dict[str, Any] = {}
+    for result in stages.values():
+        for item in result if isinstance(result, list) else []:
+            if not (isinstance(item, dict) and "item" in item and isinstance(item.get("stages"), dict)):
+                continue
+            found = [d for d in item["stages"].values() if isinstance(d, dict)]
+            out[str(item["item"])] = {
+                "key": item.get("key"),
+                "jobs": {sid: d["job_name"] for sid, d in item["stages"].items() if isinstance(d, dict) and "job_name" in d},
+                "model": next((d["model_name"] for d in found if "model_name" in d), None),
+                "model_package_arn": next((d["model_package_arn"] for d in found if "model_package_arn" in d), None),
+                "metrics": {k: v for d in found if isinstance(d.get("metrics"), dict)
+                            for k, v in flat_metrics(d["metrics"]).items()}}
+    return out or None
 
 
 def sfn_version(execution: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Iterable
 
 from config.errors import UserError
+from steps.spec import PipelineSpec
 from workflows.aws import sagemaker_client as smc
 from workflows.aws.session import aws_errors, error_code, same_json
 from workflows.ops import approvals, versions
@@ -81,6 +82,12 @@ class SageMakerPipelines:
     def history(self, t: Target, arn: str) -> list[dict[str, Any]]:
         with aws_errors("reading the execution's steps"):
             return stages(smc.list_pipeline_execution_steps(self._client(t), arn))
+
+    def stage_states(self, t: Target, arn: str, spec: PipelineSpec) -> dict[str, dict[str, Any]]:
+        from workflows.ops.run_states import sm_stage_states
+
+        with aws_errors("reading the execution's steps"):
+            return sm_stage_states(spec, smc.list_pipeline_execution_steps(self._client(t), arn))
 
     def answer(self, t: Target, execution: str, decision: str, reason: str) -> dict[str, Any]:
         arn = self.resolve(t, execution)

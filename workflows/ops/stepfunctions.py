@@ -23,10 +23,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from config.errors import UserError
+from steps.spec import PipelineSpec
 from workflows.aws import stepfunctions_client as sfc
 from workflows.aws.session import aws_errors, error_code, is_not_found, same_json
 from workflows.ops import approvals, versions
 from workflows.ops.backend import duration, resolve_by_listing
+from workflows.ops.run_states import owners, sfn_state_runs
 from workflows.ops.target import Target
 from workflows.render.asl import states as asl_states
 
@@ -116,6 +118,12 @@ class StepFunctions:
         with aws_errors("reading the execution history"):
             events = list(sfc.execution_history(self._client(t), arn))
         return stages(events)
+
+    def stage_states(self, t: Target, arn: str, spec: PipelineSpec) -> dict[str, dict[str, Any]]:
+        from workflows.ops.run_states import sfn_stage_states
+
+        with aws_errors("reading the execution history"):
+            return sfn_stage_states(spec, sfc.execution_history(self._client(t), arn))
 
     def answer(self, t: Target, execution: str, decision: str, reason: str) -> dict[str, Any]:
         arn = self.resolve(t, execution)
@@ -277,64 +285,39 @@ def stopped_at(events_newest_first: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def pending_approvals(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Approval tasks scheduled and not yet answered: [{state, token, scheduled}]."""
-    current: str | None = None
+    events = list(events)
+    owner = owners(events)
     pending: dict[str, dict[str, Any]] = {}
     for ev in events:
-        kind = ev.get("type", "")
-        if kind == "TaskStateEntered":
-            current = ev["stateEnteredEventDetails"]["name"]
-        elif kind == "TaskScheduled":
+        kind, state = ev.get("type", ""), owner(ev)
+        if kind == "TaskScheduled":
             d = ev.get("taskScheduledEventDetails", {})
-            if d.get("resourceType") == "sns" and d.get("resource") == APPROVAL_RESOURCE and current:
+            if d.get("resourceType") == "sns" and d.get("resource") == APPROVAL_RESOURCE and state:
                 try:
                     params = json.loads(d.get("parameters") or "{}")
                     token = params["MessageAttributes"]["TaskToken"]["StringValue"]
                 except (ValueError, KeyError, TypeError):
                     continue
-                pending[current] = {"state": current, "token": token, "scheduled": ev.get("timestamp")}
+                pending[state] = {"state": state, "token": token, "scheduled": ev.get("timestamp")}
         elif kind in ("TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskStateExited", "TaskSubmitFailed",
                       "TaskStartFailed"):
-            name = (ev.get("stateExitedEventDetails") or {}).get("name") or current
-            pending.pop(name, None)
+            pending.pop((ev.get("stateExitedEventDetails") or {}).get("name") or state, None)
         elif kind in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"):
             pending.clear()
     return list(pending.values())
 
 
 def stages(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group Step Functions history events by state: entered/exited/failed, with durations."""
-    rows: dict[str, dict[str, Any]] = {}
-    current: str | None = None
-    for ev in events:
-        kind = ev.get("type", "")
-        if kind.endswith("StateEntered"):
-            name = ev["stateEnteredEventDetails"]["name"]
-            row = rows.setdefault(name, {"stage": name, "type": kind[: -len("StateEntered")], "status": "running",
-                                         "entered": ev["timestamp"], "exited": None, "attempts": 0})
-            row["attempts"] += 1
-            current = name
-        elif kind.endswith("StateExited"):
-            name = ev["stateExitedEventDetails"]["name"]
-            row = rows.get(name)
-            if row is not None:
-                row["exited"] = ev["timestamp"]
-                if row["status"] == "running":
-                    row["status"] = "succeeded"
-            current = None
-        elif kind.endswith("Failed") or kind.endswith("TimedOut") or kind.endswith("Aborted"):
-            details = next((v for k, v in ev.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
-            target = current or (list(rows)[-1] if rows else None)
-            if kind.startswith("Execution"):
-                if target and rows[target]["status"] == "running":
-                    rows[target]["status"] = kind[len("Execution"):].lower().replace("timedout", "timed out")
-                    rows[target]["exited"] = ev["timestamp"]
-                continue
-            if target:
-                rows[target]["status"] = "failed" if kind.endswith("Failed") else "timed out"
-                err = " ".join(str(details.get(k, "")) for k in ("error", "cause") if details.get(k))
-                rows[target]["error"] = err[:200]
+    """The history state by state (Parallel branches' events interleave; ``run_states`` ties
+    each event to its state): entered/exited/failed, attempts, durations."""
     out = []
-    for row in rows.values():
+    for name, run in sfn_state_runs(events).items():
+        if run["type"] == "Parallel":
+            continue                    # a frame around stages, not a stage
+        row = {"stage": name, "type": run["type"], "status": run["status"], "entered": run["entered"],
+               "exited": run.get("exited"), "attempts": run["attempts"]}
+        if run.get("error"):
+            row["error"] = run["error"]
         row["duration"] = duration(row["entered"], row["exited"]) if row["exited"] or row["status"] == "running" else ""
         out.append(row)
     return out

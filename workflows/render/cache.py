@@ -4,8 +4,9 @@ depend on, so an unchanged rebuild (build, deploy, export) imports neither SDK.
 The key is the SHA-256 of:
 - the spec's fingerprint (the whole config after loading, with the content hash of every code
   asset), the target (``stepfunctions`` or ``sagemaker``);
-- mlpipe's renderer: the source of ``workflows/render/*.py``, ``steps/*.py`` and
-  ``config/aws_api.py`` (the request check a definition passes before it is stored);
+- mlpipe's renderer: the source of ``workflows/render/*.py``, ``steps/*.py``,
+  ``lambda_handlers/monitoring_schedule.py`` (the monitoring request) and ``config/aws_api.py``
+  (the request check a definition passes before it is stored);
 - the installed ``sagemaker``, ``stepfunctions`` and ``botocore`` versions (and
   ``AWS_DATA_PATH``, which can replace botocore's models).
 
@@ -36,7 +37,8 @@ FORMAT = 1
 SUFFIX = ".def"
 MAX_ENTRIES = 256
 _ROOT = Path(__file__).resolve().parents[2]
-_CODE = (("workflows/render", "*.py"), ("steps", "*.py"), ("config", "aws_api.py"))
+_CODE = (("workflows/render", "*.py"), ("steps", "*.py"), ("config", "aws_api.py"),
+         ("lambda_handlers", "monitoring_schedule.py"))   # the monitoring request the state machine sends
 _VERSIONS = ("sagemaker", "stepfunctions", "botocore")
 
 

@@ -22,7 +22,8 @@ _SERVICES = {"sagemaker": "sagemaker", "sns": "sns", "lambda": "lambda", "s3": "
 # SageMaker Pipelines step type -> operation; the service names the job and, for a model step, the model
 _STEPS = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob", "Transform": "CreateTransformJob",
           "Model": "CreateModel", "RegisterModel": "CreateModelPackage", "Tuning": "CreateHyperParameterTuningJob",
-          "EndpointConfig": "CreateEndpointConfig", "Endpoint": "CreateEndpoint"}
+          "EndpointConfig": "CreateEndpointConfig", "Endpoint": "CreateEndpoint",
+          "QualityCheck": "CreateProcessingJob"}   # a QualityCheck step's arguments are its processing job
 _FILLED_BY_PIPELINES = ("ProcessingJobName", "TrainingJobName", "TransformJobName", "ModelName",
                         "HyperParameterTuningJobName")
 # Lambda's Invoke takes a JSON document in Step Functions (not the raw bytes the API shape says).

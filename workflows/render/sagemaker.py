@@ -11,19 +11,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env, sdk_ranges
+from workflows.render.sdk import (
+    RendererBase, image_uri, inference_image_uri, isolated_env, monitor_image_uri, sdk_ranges,
+)
 
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
 from sagemaker.lambda_helper import Lambda
 from sagemaker.model import Model
 from sagemaker.model_metrics import MetricsSource, ModelMetrics
-from sagemaker.model_monitor import DataCaptureConfig
+from sagemaker.model_monitor import DataCaptureConfig, DatasetFormat
 from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
 from sagemaker.pytorch import PyTorch, PyTorchModel
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
 from sagemaker.workflow import conditions as cond
+from sagemaker.workflow.check_job_config import CheckJobConfig
 from sagemaker.workflow.condition_step import ConditionStep
 from sagemaker.workflow.endpoint_step import EndpointConfigStep, EndpointStep
 from sagemaker.workflow.execution_variables import ExecutionVariables
@@ -35,16 +38,17 @@ from sagemaker.workflow.parameters import ParameterBoolean, ParameterFloat, Para
 from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
 from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
 from sagemaker.workflow.retry import (
     SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy,
 )
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TransformStep, TuningStep
 from sagemaker.tuner import HyperparameterTuner
 
-from steps import naming
-from steps.contract import INFERENCE_ENTRY, KINDS, SERVING_CODE_DIR, handler
+from steps import fanout, naming
+from steps.contract import FRAMEWORK_MODEL_ENV, KINDS, handler
 from steps.spec import (
-    ApprovalStage, EndpointStage, EvaluationStage, GateStage, Image, LambdaStage, ModelStage,
+    ApprovalStage, BaselineStage, EndpointStage, EvaluationStage, GateStage, Image, LambdaStage, ModelStage,
     OutputRef, ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage,
     TransformStage, TuningStage,
 )
@@ -96,6 +100,9 @@ class _Renderer(RendererBase):
             return step.properties.EndpointName
         if isinstance(stage, LambdaStage):
             return step.properties.Outputs[ref.output]
+        if isinstance(stage, BaselineStage):  # the S3 URIs of statistics.json and constraints.json
+            return {"statistics": step.properties.CalculatedBaselineStatistics,
+                    "constraints": step.properties.CalculatedBaselineConstraints}[ref.output]
         raise TypeError(f"{ref!r} cannot be referenced in a SageMaker pipeline")
 
     def run_uri(self, *parts: str) -> Join:
@@ -204,9 +211,7 @@ class _Renderer(RendererBase):
         # The training script puts code/inference.py inside model.tar.gz, so no repack step runs.
         return PyTorchModel(model_data=model_data, framework_version=training.image.version,
                             py_version=training.image.py_version, role=self.role, sagemaker_session=self.session,
-                            name=naming.safe_name(self.spec.name, s.name, limit=63),
-                            env={"SAGEMAKER_PROGRAM": INFERENCE_ENTRY,
-                                 "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_CODE_DIR})
+                            name=naming.safe_name(self.spec.name, s.name, limit=63), env=dict(FRAMEWORK_MODEL_ENV))
 
     def model(self, s: ModelStage) -> ModelStep:
         model = self.model_for(s, s.inputs["model_data"], s.image, s.instance.type)
@@ -225,7 +230,8 @@ class _Renderer(RendererBase):
             content_types=list(s.content_types), response_types=list(s.response_types),
             inference_instances=list(s.inference_instances), transform_instances=list(s.transform_instances),
             model_package_group_name=s.model_package_group, approval_status=self.value(s.inputs["approval_status"]),
-            model_metrics=metrics, customer_metadata_properties={"mlpipe:config-hash": self.spec.fingerprint},
+            model_metrics=metrics, customer_metadata_properties={"mlpipe:config-hash": self.spec.fingerprint,
+                                                                 **fanout.item_metadata(self.spec, s.name)},
         )
         return ModelStep(name=s.name, step_args=args, depends_on=self.depends(s) or None)
 
@@ -267,7 +273,42 @@ class _Renderer(RendererBase):
                 instance_type=s.instance.type, data_capture_config_dict=capture))
         endpoint = EndpointStep(name=s.name, step_args=self.session.create_endpoint(
             endpoint_name=s.endpoint_name, config_name=config.properties.EndpointConfigName))
-        return [config, endpoint]
+        if not s.monitoring_schedule:
+            return [config, endpoint]
+        return [config, self.monitoring(s, endpoint), endpoint]   # the stage's own step comes last
+
+    def monitoring(self, s: EndpointStage, endpoint: EndpointStep) -> LambdaStep:
+        """Pipelines has no step for monitoring schedules: after the Endpoint step, the
+        scheduler function (lambda_handlers/monitoring_schedule.py) creates the data-quality
+        schedule or updates it in place, with the request the Step Functions target sends."""
+        m = s.monitoring_instance
+        return LambdaStep(
+            name=f"{s.name}-monitoring",
+            lambda_func=Lambda(function_arn=self.arns.function(naming.scheduler_function_name(self.spec.name, s.name)),
+                               session=self.session),
+            inputs={"schedule_name": naming.monitoring_schedule_name(self.spec.name, s.name),
+                    "endpoint_name": endpoint.properties.EndpointName,
+                    "statistics_uri": self.value(s.inputs["statistics"]),
+                    "constraints_uri": self.value(s.inputs["constraints"]),
+                    "schedule_expression": s.monitoring_schedule, "image_uri": monitor_image_uri(self.spec.region),
+                    "role_arn": self.role, "output_uri": f"{self.spec.s3_root}/monitoring/{s.endpoint_name}",
+                    "instance_type": m.type, "volume_gb": m.volume_gb, "max_runtime_seconds": m.max_runtime_seconds,
+                    "pipeline": self.spec.name},
+            outputs=[LambdaOutput(output_name="action", output_type=LambdaOutputTypeEnum.String)])
+
+    def baseline(self, s: BaselineStage) -> QualityCheckStep:
+        """A QualityCheckStep computing a new data-quality baseline (no check against an earlier
+        one: skip_check, register_new_baseline); its outputs are the calculated files' S3 URIs."""
+        job = CheckJobConfig(
+            role=self.role, instance_count=self.value(s.instance.count), instance_type=s.instance.type,
+            volume_size_in_gb=s.instance.volume_gb, max_runtime_in_seconds=s.instance.max_runtime_seconds,
+            base_job_name=naming.job_prefix(self.spec.name, s.name), sagemaker_session=self.session, tags=self.tags)
+        check = DataQualityCheckConfig(baseline_dataset=self.value(s.inputs["data"]),
+                                       dataset_format=DatasetFormat.csv(header=s.header),
+                                       output_s3_uri=self.run_uri(s.name, "baseline"))
+        return QualityCheckStep(name=s.name, quality_check_config=check, check_job_config=job, skip_check=True,
+                                register_new_baseline=True, depends_on=self.depends(s) or None,
+                                cache_config=self.job_step().get("cache_config"))
 
     def approval(self, s: ApprovalStage, downstream: list[Any]) -> ConditionStep:
         """The registry's approval status gates deployment: deploy now only if it is Approved;
@@ -292,7 +333,7 @@ class _Renderer(RendererBase):
         return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
                 "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
                 "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_,
-                "tuning": self.tuning}
+                "tuning": self.tuning, "baseline": self.baseline}
 
     def render(self) -> Pipeline:
         """Build steps in order. A gate or approval becomes a ConditionStep whose if-branch holds
@@ -334,6 +375,8 @@ _BRANCH_KINDS = ("gate", "approval")
 
 
 def render_pipeline(spec: PipelineSpec) -> dict[str, Any]:
-    """The pipeline definition as a dict (``mlpipe build`` writes it with sorted keys)."""
+    """The pipeline definition as a dict (``mlpipe build`` writes it with sorted keys). A fan-out
+    is static here: its stages copied once per item (``steps.fanout.static``)."""
+    spec = fanout.static(spec)
     with isolated_env(spec.region):
         return json.loads(_Renderer(spec).render().definition())

@@ -228,3 +228,35 @@ def sdk_ranges(stage) -> dict:
         else:
             out[r.name] = ContinuousParameter(r.min, r.max, scaling_type=r.scaling)
     return out
+
+
+# --- Model Monitor (baseline stages and endpoint monitoring) ----------------------------------
+# the input and output names of the SDK's QualityCheckStep, so both targets send the same request
+BASELINE_INPUT, BASELINE_OUTPUT = "baseline_dataset_input", "quality_check_output"
+
+
+def monitor_image_uri(region: str) -> str:
+    """Model Monitor's analyzer image (sagemaker-model-monitor-analyzer) in ``region``; a
+    region the SDK's image table lacks is refused with the regions it has."""
+    try:
+        return image_uris.retrieve("model-monitor", region)
+    except ValueError:
+        from config.errors import UserError
+
+        regions = sorted(image_uris.config_for_framework("model-monitor")["versions"][""]["registries"])
+        raise UserError(f"Model Monitor's analyzer image is not available in {region} (the sagemaker SDK's image "
+                        "table): baseline stages and endpoint monitoring cannot run there",
+                        fix=f"use a region that has it ({', '.join(r for r in regions if r.startswith(('us-', 'eu-')) and '-iso' not in r)}"
+                            ", ...), or remove the baseline stage and the endpoint's monitoring") from None
+
+
+def baseline_environment(header: bool, dataset_path: str, output_path: str) -> dict[str, str]:
+    """What the analyzer reads to compute a baseline: the environment the SDK's
+    DefaultModelMonitor.suggest_baseline gives its processing job (dataset_format,
+    dataset_source, output_path, publish_cloudwatch_metrics=Disabled), built by the SDK itself."""
+    from sagemaker.model_monitor import DatasetFormat
+    from sagemaker.model_monitor.model_monitoring import ModelMonitor
+
+    return ModelMonitor._generate_env_map(env=None, output_path=output_path, enable_cloudwatch_metrics=False,
+                                          dataset_format=DatasetFormat.csv(header=header),
+                                          dataset_source_container_path=dataset_path)

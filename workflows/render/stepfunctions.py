@@ -32,31 +32,36 @@ import re
 from typing import Any
 
 from workflows.render.asl import walk as asl_walk
-from workflows.render.sdk import RendererBase, image_uri, inference_image_uri, isolated_env, sdk_ranges
+from workflows.render.fanout_states import FanOutStates, complete_map
+from workflows.render.sdk import (
+    BASELINE_INPUT, BASELINE_OUTPUT, RendererBase, baseline_environment, image_uri, inference_image_uri, isolated_env,
+    monitor_image_uri, sdk_ranges,
+)
 
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
 from sagemaker.model import Model
 from sagemaker.model_monitor import DataCaptureConfig
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor, ScriptProcessor
 from sagemaker.pytorch import PyTorch, PyTorchModel
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
 from sagemaker.tuner import HyperparameterTuner
 from stepfunctions.steps import (
-    Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, ModelStep,
-    Parallel, Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep, TuningStep,
+    Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, Map, ModelStep,
+    Parallel, Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep, TuningStep, Wait,
 )
 from stepfunctions.steps import integration_resources
 from stepfunctions.workflow import Workflow
 
-from steps import naming
+from steps import fanout, naming
 from steps import pipeline
-from steps.contract import CODE_DIR, INFERENCE_ENTRY, KINDS, SERVING_CODE_DIR, handler
+from steps.contract import CODE_DIR, FRAMEWORK_MODEL_ENV, KINDS, handler
 from steps.spec import (
-    ApprovalStage, EndpointStage, EvaluationStage, GateStage, LambdaStage, ModelStage, OutputRef,
+    ApprovalStage, BaselineStage, EndpointStage, EvaluationStage, GateStage, ItemRef, LambdaStage, ModelStage, OutputRef,
     ParamRef, PipelineSpec, ProcessingStage, RegisterStage, Stage, TrainingStage, TransformStage, TuningStage,
 )
+from lambda_handlers.monitoring_schedule import schedule_config
 
 HASH = "$.run.hash"
 RETRY = "$$.State.RetryCount"
@@ -84,20 +89,23 @@ def state_id(stage_name: str) -> str:
 
 
 def job_name(spec: PipelineSpec, stage: str) -> str:
-    prefix = naming.job_prefix(spec.name, stage)
-    return dyn(fmt(prefix + "-{}-{}{}", HASH, REDRIVE, RETRY))
+    """A fan-out member's carries its item's key (``steps.fanout.job_prefix``; fanout_states.py)."""
+    key = ("-{}", "$.item.key") if fanout.keyed(spec, stage) else ("", None)
+    return dyn(fmt(fanout.job_prefix(spec, stage) + key[0] + "-{}-{}{}", *filter(None, (key[1], HASH, REDRIVE, RETRY))))
 
 
 def run_name(spec: PipelineSpec, stage: str) -> str:
     """A per-execution name (no retry part) that later states can recompute, e.g. a model."""
-    return dyn(fmt(naming.job_prefix(spec.name, stage) + "-{}", HASH))
+    key = ("-{}", "$.item.key") if fanout.keyed(spec, stage) else ("", None)
+    return dyn(fmt(fanout.job_prefix(spec, stage) + key[0] + "-{}", *filter(None, (key[1], HASH))))
 
 
-class _Renderer(RendererBase):
+class _Renderer(FanOutStates, RendererBase):
     def __init__(self, spec: PipelineSpec) -> None:
         super().__init__(spec)
         self.selectors: dict[str, dict[str, str]] = {}
         self.patches: dict[str, dict[str, Any]] = {}
+        self.maps: dict[str, dict[str, Any]] = {}   # Map state -> what complete_map adds
 
     # --- references ----------------------------------------------------------------------
     def path(self, v: Any) -> Any:
@@ -106,10 +114,13 @@ class _Renderer(RendererBase):
             return dyn(f"$.parameters.{v.name}")
         if isinstance(v, OutputRef):
             return dyn(f"$.stages.{state_id(v.stage)}.{v.output}")
+        if isinstance(v, ItemRef):
+            return dyn("$.item.value")
         return v
 
-    def run_uri(self, *parts: str) -> str:
-        return dyn(fmt(f"{self.spec.s3_root}/runs/{{}}/{'/'.join(parts)}", "$.run.execution"))
+    def run_uri(self, stage: str, *parts: str) -> str:
+        template, args = self.run_key(stage, *parts)
+        return dyn(fmt(f"{self.spec.s3_root}/{template}", *args))
 
     def tags(self) -> dict[str, str]:
         """Lineage on every SageMaker resource: which run made it, from which config."""
@@ -159,7 +170,7 @@ class _Renderer(RendererBase):
             outputs=[ProcessingOutput(output_name=o, source=kind.output_path(o),
                                       destination=self.run_uri(s.name, o)) for o in outputs],
             container_entrypoint=["python3", f"{CODE_DIR}/{s.code.name}"],
-            container_arguments=arguments or None,
+            container_arguments=self.container_arguments(arguments),
             result_path=self.result_path(s), tags=self.tags(),
         )
         selector = {"job_name.$": "$.ProcessingJobName"}
@@ -184,15 +195,12 @@ class _Renderer(RendererBase):
 
     def training(self, s: TrainingStage) -> list:
         estimator = self.estimator(s)
-        overrides = None
-        if s.image.kind != "algorithm":
-            # The SDK would put a timestamped job name here; the real one is only known at run time.
-            overrides = {"sagemaker_job_name": json.dumps(naming.job_prefix(self.spec.name, s.name))}
         step = TrainingStep(
             s.name, estimator=estimator, job_name=job_name(self.spec, s.name),
             data={k: TrainingInput(self.path(v), content_type=s.content_type) for k, v in s.inputs.items()},
-            hyperparameters=overrides, result_path=self.result_path(s), tags=self.tags(),
+            result_path=self.result_path(s), tags=self.tags(),
         )
+        as_the_sagemaker_sdk_sends(step.parameters, estimator)
         return [self.guard(step, s, {"job_name.$": "$.TrainingJobName",
                                      "model.$": "$.ModelArtifacts.S3ModelArtifacts"}, sagemaker_job=True)]
 
@@ -222,9 +230,10 @@ class _Renderer(RendererBase):
     def gate(self, s: GateStage) -> list:
         """Read evaluation.json with the S3 SDK integration (no Lambda), then compare."""
         evaluation = s.inputs["evaluation"].stage
-        key = f"{self.spec.prefix}/runs/{{}}/{evaluation}/evaluation/evaluation.json".lstrip("/")
+        key, args = self.run_key(evaluation, "evaluation", "evaluation.json")
         read = Task(f"{s.name}-read", resource=f"arn:{self.arns.p}:states:::aws-sdk:s3:getObject",
-                    parameters={"Bucket": self.spec.bucket, "Key": dyn(fmt(key, "$.run.execution"))},
+                    parameters={"Bucket": self.spec.bucket,
+                                "Key": dyn(fmt(f"{self.spec.prefix}/{key}".lstrip("/"), *args))},
                     result_path=self.result_path(s))
         self.guard(read, s, {"metrics.$": "States.StringToJson($.Body)"})
         value = f"{self.result_path(s)}.metrics.{s.json_path}"
@@ -247,9 +256,7 @@ class _Renderer(RendererBase):
         else:
             model = PyTorchModel(model_data=model_data, framework_version=training.image.version,
                                  py_version=training.image.py_version, role=self.role,
-                                 sagemaker_session=self.session,
-                                 env={"SAGEMAKER_PROGRAM": INFERENCE_ENTRY,
-                                      "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_CODE_DIR},
+                                 sagemaker_session=self.session, env=dict(FRAMEWORK_MODEL_ENV),
                                  image_uri=inference_image_uri(s.image, self.spec.region, s.instance.type))
         step = ModelStep(s.name, model=model, model_name=run_name(self.spec, s.name),
                          instance_type=s.instance.type, result_path=self.result_path(s), tags=self.tags())
@@ -259,7 +266,7 @@ class _Renderer(RendererBase):
     def register(self, s: RegisterStage) -> list:
         model_stage = self.spec.stage(s.inputs["model"].stage)
         parameters: dict[str, Any] = {
-            "ModelPackageGroupName": s.model_package_group,
+            "ModelPackageGroupName": self.package_group(s),
             "ModelPackageDescription": dyn(fmt(f"{self.spec.name} model from execution {{}}", "$.run.execution")),
             "ModelApprovalStatus": self.path(s.inputs["approval_status"]),
             "InferenceSpecification": {
@@ -272,6 +279,8 @@ class _Renderer(RendererBase):
             },
             "Tags": [{"Key": k, "Value": v} for k, v in self.tags().items()],
         }
+        if self.item_metadata(s):
+            parameters["CustomerMetadataProperties"] = self.item_metadata(s)
         if "metrics" in s.inputs:
             metrics = s.inputs["metrics"].stage
             parameters["ModelMetrics"] = {"ModelQuality": {"Statistics": {
@@ -338,7 +347,78 @@ class _Renderer(RendererBase):
         create.next(join)
         update.next(join)
         self._joins[choice.state_id] = join
-        return [cfg, find, exists, choice]
+        return [cfg, find, exists, choice] + (self._monitoring(s) if s.monitoring_schedule else [])
+
+    def _monitoring(self, s: EndpointStage) -> list:
+        """Wait until the endpoint is InService, then create its data-quality monitoring schedule,
+        or update it when the endpoint has it already: the request the SageMaker target's
+        scheduler function sends (``lambda_handlers/monitoring_schedule.py`` builds both)."""
+        sid, name = state_id(s.name), naming.monitoring_schedule_name(self.spec.name, s.name)
+        sdk = f"arn:{self.arns.p}:states:::aws-sdk:sagemaker"
+        status = Task(f"{s.name}-status", resource=f"{sdk}:describeEndpoint",
+                      parameters={"EndpointName": s.endpoint_name}, result_path=f"$.stages.{sid}_status")
+        self.guard(status, s, {"status.$": "$.EndpointStatus"})
+        wait = Wait(f"{s.name}-wait", seconds=60, comment="Creating or Updating: look again in a minute.")
+        wait.next(status)
+        ready = Choice(f"{s.name}-in-service?")
+        ready.add_choice(ChoiceRule.StringEquals(f"$.stages.{sid}_status.status", "Failed"),
+                         Fail(f"{s.name}-failed", error="EndpointFailed",
+                              cause=f"endpoint {s.endpoint_name} failed; no monitoring schedule was attached"))
+        ready.default_choice(wait)
+        self._gate_rules[ready.state_id] = ChoiceRule.StringEquals(f"$.stages.{sid}_status.status", "InService")
+        find = Task(f"{s.name}-schedule-find", resource=f"{sdk}:listMonitoringSchedules",
+                    parameters={"EndpointName": s.endpoint_name, "NameContains": name, "MaxResults": 100},
+                    result_path=f"$.stages.{sid}_schedules")
+        self.guard(find, s, {"names.$": "$.MonitoringScheduleSummaries[*].MonitoringScheduleName"})
+        exists = Pass(f"{s.name}-schedule-exists", result_path=f"$.stages.{sid}_schedules", parameters={
+            "exists": dyn(f"States.ArrayContains($.stages.{sid}_schedules.names, '{name}')")})
+        config = schedule_config(
+            endpoint_name=s.endpoint_name, statistics_uri=self.path(s.inputs["statistics"]),
+            constraints_uri=self.path(s.inputs["constraints"]), schedule_expression=s.monitoring_schedule,
+            image_uri=monitor_image_uri(self.spec.region), role_arn=self.role,
+            output_uri=f"{self.spec.s3_root}/monitoring/{s.endpoint_name}", instance_type=s.monitoring_instance.type,
+            volume_gb=s.monitoring_instance.volume_gb, max_runtime_seconds=s.monitoring_instance.max_runtime_seconds)
+        create = Task(f"{s.name}-schedule-create", resource=f"{sdk}:createMonitoringSchedule",
+                      result_path=f"$.stages.{sid}_schedule", parameters={
+                          "MonitoringScheduleName": name, "MonitoringScheduleConfig": config,
+                          "Tags": [{"Key": k, "Value": v} for k, v in self.tags().items()]})
+        update = Task(f"{s.name}-schedule-update", resource=f"{sdk}:updateMonitoringSchedule",
+                      result_path=f"$.stages.{sid}_schedule",
+                      parameters={"MonitoringScheduleName": name, "MonitoringScheduleConfig": config})
+        for t in (create, update):
+            self.guard(t, s, {"monitoring_schedule_arn.$": "$.MonitoringScheduleArn"})
+        choice = Choice(f"{s.name}-schedule-exists?")
+        choice.add_choice(ChoiceRule.BooleanEquals(f"$.stages.{sid}_schedules.exists", True), update)
+        choice.default_choice(create)
+        join = Pass(f"{s.name}-monitored", result_path=self.result_path(s),
+                    parameters={"endpoint_name": s.endpoint_name, "monitoring_schedule": name})
+        create.next(join)
+        update.next(join)
+        self._joins[choice.state_id] = join
+        return [status, ready, find, exists, choice]
+
+    def baseline(self, s: BaselineStage) -> list:
+        """Model Monitor's analyzer image as a processing job, with the environment the sagemaker
+        SDK's DefaultModelMonitor.suggest_baseline gives it; statistics.json and constraints.json
+        land in the stage's run folder, and the stage's outputs are their S3 URIs."""
+        kind = KINDS[s.kind]
+        source, output = kind.input_path("data"), kind.output_path("baseline")
+        processor = Processor(
+            role=self.role, image_uri=monitor_image_uri(self.spec.region), instance_count=self.path(s.instance.count),
+            instance_type=s.instance.type, volume_size_in_gb=s.instance.volume_gb,
+            max_runtime_in_seconds=s.instance.max_runtime_seconds, sagemaker_session=self.session,
+            env=baseline_environment(s.header, source, output))
+        step = ProcessingStep(
+            s.name, processor=processor, job_name=job_name(self.spec, s.name),
+            inputs=[ProcessingInput(source=self.path(s.inputs["data"]), destination=source, input_name=BASELINE_INPUT)],
+            outputs=[ProcessingOutput(output_name=BASELINE_OUTPUT, source=output,
+                                      destination=self.run_uri(s.name, "baseline"))],
+            result_path=self.result_path(s), tags=self.tags())
+        report = "$.ProcessingOutputConfig.Outputs[0].S3Output.S3Uri"
+        return [self.guard(step, s, {"job_name.$": "$.ProcessingJobName",
+                                     "statistics.$": f"States.Format('{{}}/statistics.json', {report})",
+                                     "constraints.$": f"States.Format('{{}}/constraints.json', {report})"},
+                           sagemaker_job=True)]
 
     def transform(self, s: TransformStage) -> list:
         transformer = Transformer(model_name=self.path(s.inputs["model"]), instance_type=s.instance.type,
@@ -367,12 +447,16 @@ class _Renderer(RendererBase):
         return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
                 "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
                 "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_,
-                "tuning": self.tuning}
+                "tuning": self.tuning, "baseline": self.baseline}
 
     def graph(self):
         self._gate_rules: dict[str, Any] = {}
         self._joins: dict[str, Pass] = {}
         self._ancestors = pipeline.ancestry(self.spec.stages)
+        stages = self.spec.stages
+        if self.spec.fanout:  # the group is one stage here: a Map state (fanout_states.py)
+            stages = fanout.plan_stages(self.spec)[0]
+            self._ancestors.update(pipeline.ancestry(stages))
         defaults = {p.name: p.default for p in self.spec.parameters}
         built = {stage.name: handler(self.handlers(), stage, "Step Functions")(stage) for stage in self.spec.stages}
         states: list = [
@@ -384,7 +468,7 @@ class _Renderer(RendererBase):
                                      "hash": dyn("States.Hash($$.Execution.Name, 'MD5')")},
                              "stages": {}}),
         ]
-        states += self._sequence(pipeline.parallel_plan(self.spec.stages), built)
+        states += self._sequence(pipeline.parallel_plan(stages), built)
         states.append(Succeed(DONE))
         self._link(states)
         return states[0]
@@ -394,7 +478,7 @@ class _Renderer(RendererBase):
         out: list = []
         for i, item in enumerate(items):
             if isinstance(item, str):
-                out += built[item]
+                out += self.map_states(built) if self.spec.fanout and item == self.spec.fanout.name else built[item]
                 continue
             heads = [_first(b) for b in item.branches]
             par = Parallel(("in-parallel-" + "+".join(heads))[:80],
@@ -420,7 +504,7 @@ class _Renderer(RendererBase):
         needs = set().union(*(self._ancestors[n] for n in _names(later)))
         checks = []
         for name in _names(item.branches):
-            if self.spec.stage(name).kind == "approval" and name in needs:
+            if name in built_names(self.spec) and self.spec.stage(name).kind == "approval" and name in needs:
                 check = Choice(f"{name}-approved?")
                 check.add_choice(ChoiceRule.Not(ChoiceRule.IsPresent(f"$.stages.{state_id(name)}", True)),
                                  Succeed(f"{name}-declined-end", comment="Rejected or timed out: later stages skipped."))
@@ -443,6 +527,36 @@ class _Renderer(RendererBase):
                 st.next(nxt)
 
 
+def as_the_sagemaker_sdk_sends(request: dict[str, Any], estimator) -> None:
+    """Complete a CreateTrainingJob request built by the stepfunctions SDK (through
+    ``sagemaker.workflow.airflow.training_base_config``) where it differs from what the sagemaker
+    SDK's own builder (``_TrainingJob._get_train_args``, what the SageMaker target sends) writes
+    for the same estimator; a test compares the two targets field by field.
+
+    - ``CheckpointConfig``: the airflow builder writes it only when a local path is set as well,
+      so a checkpoint S3 URI alone was dropped and SageMaker never synced the checkpoints.
+    - ``ProfilerConfig`` and ``AlgorithmSpecification.EnableSageMakerMetricsTimeSeries``: not
+      written by the airflow builder.
+    - The ``sagemaker_job_name`` hyperparameter is removed, as SageMaker Pipelines removes it (its
+      TrainingStep pops it). The SDK fills it with the client-side job name, which here would
+      be a fixed string that never matches the name computed at run time. The training toolkit
+      only copies it to ``$SAGEMAKER_JOB_NAME`` and keeps it out of ``SM_HPS``: the job's real
+      name reaches the container as ``$TRAINING_JOB_NAME`` (``environment.job_name``), and
+      neither the PyTorch training toolkit nor train_pytorch.py reads it.
+    """
+    request.get("HyperParameters", {}).pop("sagemaker_job_name", None)
+    if estimator.checkpoint_s3_uri:
+        request["CheckpointConfig"] = {"S3Uri": estimator.checkpoint_s3_uri}
+        if estimator.checkpoint_local_path:
+            request["CheckpointConfig"]["LocalPath"] = estimator.checkpoint_local_path
+    if estimator.profiler_config is not None:
+        request["ProfilerConfig"] = estimator.profiler_config._to_request_dict()
+    elif estimator.disable_profiler:
+        request["ProfilerConfig"] = {"DisableProfiler": True}
+    if estimator.enable_sagemaker_metrics is not None:
+        request["AlgorithmSpecification"]["EnableSageMakerMetricsTimeSeries"] = estimator.enable_sagemaker_metrics
+
+
 def _names(items) -> list[str]:
     out: list[str] = []
     for item in items:
@@ -459,12 +573,20 @@ def _first(branch: tuple) -> str:
     return _names(branch)[0]
 
 
-def finalize(asl: dict[str, Any], selectors: dict[str, dict[str, str]], patches: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The single place where SDK output is completed with what the SDK cannot express."""
+def built_names(spec: PipelineSpec) -> set[str]:
+    return {s.name for s in spec.stages}
+
+
+def finalize(asl: dict[str, Any], selectors: dict[str, dict[str, str]], patches: dict[str, dict[str, Any]],
+             maps: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The single place where SDK output is completed with what the SDK cannot express
+    (a Map's ItemProcessor, ItemSelector and Distributed Map fields: ``maps``, fanout_states.py)."""
     for name, state in asl_walk(asl):
         for field in ("Parameters", "Result"):
             if field in state:
                 state[field] = _rewrite(state[field])
+        if state.get("Type") == "Map":
+            complete_map(state, (maps or {}).get(name, {}))
         if name in selectors:
             state["ResultSelector"] = selectors[name]
         state.update(patches.get(name, {}))
@@ -520,4 +642,4 @@ def _render(spec: PipelineSpec) -> dict[str, Any]:
                         role=renderer.arns.role("stepfunctions"), client=renderer.session.boto_session.client("stepfunctions"))
     asl = json.loads(workflow.definition.to_json())
     asl["Comment"] = f"mlpipe pipeline {spec.name}: {spec.description}".strip().rstrip(":")
-    return finalize(asl, renderer.selectors, renderer.patches)
+    return finalize(asl, renderer.selectors, renderer.patches, renderer.maps)

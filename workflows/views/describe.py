@@ -33,20 +33,46 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
                                             "max_parallel_jobs", "early_stopping")}
         info["tuning"]["ranges"] = {r["name"]: {k: v for k, v in r.items() if k != "name" and v not in (None, [])}
                                     for r in d["ranges"]}
+    if stage.kind == "baseline":
+        info["baseline"] = {"format": "Model Monitor statistics.json, constraints.json", "header": d["header"]}
+    if d.get("monitoring_schedule"):
+        info["monitoring"] = {"schedule": d["monitoring_schedule"], "baseline": stage.inputs["constraints"].stage,
+                              "instance_type": d["monitoring_instance"]["type"]}
     code = d.get("code") or d.get("entry_point")
     if code:
         info["code"] = {"name": code["entry"], "sha256": code["sha256"]}
     return info
 
 
-def describe(spec: PipelineSpec) -> dict[str, Any]:
+def foreach(spec: PipelineSpec) -> dict[str, Any]:
+    """A fan-out: its group, where its items come from, and how each target runs it."""
+    fan = spec.fanout
+    items = {"values": [i.value for i in fan.items], "keys": [i.key for i in fan.items]} if fan.known else \
+        {"at_run_time": f"objects under {fan.s3_listing}" if fan.source == "s3_listing"
+         else f"the values of column {fan.column!r} in the data (written by {fan.items_stage})"}
     return {
+        "name": fan.name, "stages": list(fan.stages), "source": fan.source,
+        **({"column": fan.column} if fan.column else {}), "items": items,
+        "registry": "one model package group per item" if fan.registry == "group_per_item"
+        else "the item recorded on each model package (mlpipe:item)",
+        "stepfunctions": ("Distributed Map" + (f", tolerating {fan.tolerated_failure_percentage:g} % failed items"
+                                               if fan.tolerated_failure_percentage else "")) if fan.distributed
+        else "inline Map", "max_concurrency": fan.max_concurrency or "unbounded",
+        "sagemaker": "the group copied once per item" if fan.known else "refused: items known only at run time",
+        "local": "the group copied once per item; items run in parallel workers",
+    }
+
+
+def describe(spec: PipelineSpec) -> dict[str, Any]:
+    fan = {"foreach": foreach(spec)} if spec.fanout and not spec.fanout.copies else {}
+    return fan | {
         "pipeline": spec.name,
         "description": spec.description,
         "parameters": [{"name": p.name, "type": p.type, "default": p.default,
                         **({"allowed": list(p.allowed)} if p.allowed else {}),
                         **({"description": p.description} if p.description else {})} for p in spec.parameters],
-        "stages": [_stage_info(s) for s in spec.stages],
+        "stages": [_stage_info(s) | ({"foreach": spec.fanout.name} if fan and s.name in spec.fanout.stages else {})
+                   for s in spec.stages],
         "schedule": ({"expression": spec.schedule.expression, "timezone": spec.schedule.timezone,
                       "enabled": spec.schedule.enabled} if spec.schedule else None),
         "trigger": {"s3_prefix": spec.trigger_prefix} if spec.trigger_prefix else None,

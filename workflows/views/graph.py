@@ -24,7 +24,7 @@ from steps.spec import PipelineSpec
 COLOURS = {
     "processing": "#dbeafe", "training": "#fde68a", "evaluation": "#e9d5ff", "gate": "#fecaca",
     "model": "#bbf7d0", "register": "#bbf7d0", "approval": "#fed7aa", "endpoint": "#a7f3d0",
-    "transform": "#a7f3d0", "lambda": "#e5e7eb", "tuning": "#fcd34d",
+    "transform": "#a7f3d0", "lambda": "#e5e7eb", "tuning": "#fcd34d", "baseline": "#ddd6fe",
 }
 # fill colour per stage state, for pictures of runs (local statuses and the AWS ones, lowercased)
 STATE_COLOURS = {
@@ -140,12 +140,15 @@ def _order(layers: list[list[str]], links: list[tuple[str, str]], sweeps: int = 
 
 def _label(spec: PipelineSpec, name: str) -> str:
     stage = spec.stage(name)
-    return f"{name} [{stage.describe()}]" if stage.kind == "gate" else f"{name} ({stage.kind})"
+    return f"{name} [{stage.describe()}]" if stage.kind == "gate" else f"{name} ({_subtitle(spec, name)})"
 
 
 def _subtitle(spec: PipelineSpec, name: str) -> str:
     stage = spec.stage(name)
-    return stage.describe() if stage.kind == "gate" else stage.kind
+    each = f" · per {spec.fanout.name}" if spec.fanout and name in spec.fanout.stages else ""
+    if stage.kind == "gate":
+        return stage.describe() + each
+    return (f"{stage.kind} + monitoring" if getattr(stage, "monitoring_schedule", None) else stage.kind) + each
 
 
 def _state_line(state: Mapping[str, Any] | None) -> str:
@@ -169,9 +172,15 @@ def mermaid(spec: PipelineSpec) -> str:
     shapes = {"gate": ("{", "}"), "approval": ("[/", "/]"), "lambda": ("([", "])")}
     ids = {s.name: s.name.replace("-", "_") for s in spec.stages}
     lines = ["flowchart TD"]
-    for s in spec.stages:
+    group = set(spec.fanout.stages) if spec.fanout and not spec.fanout.copies else set()
+    for s in sorted(spec.stages, key=lambda s: s.name in group):  # a fan-out's group: one subgraph, last
+        if s.name in group and not any(line.startswith("    subgraph") for line in lines):
+            items = ", ".join(i.value for i in spec.fanout.items) or "items read at run time"
+            lines.append(f'    subgraph {spec.fanout.name.replace("-", "_")}["foreach {spec.fanout.name}: {items}"]')
         left, right = shapes.get(s.kind, ("[", "]"))
         lines.append(f'    {ids[s.name]}{left}"{_label(spec, s.name)}"{right}')
+    if group:
+        lines.append("    end")
     for u, v in reduced_edges(spec):
         lines.append(f"    {ids[u]} --> {ids[v]}")
     for kind, colour in COLOURS.items():

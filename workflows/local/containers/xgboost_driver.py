@@ -1,8 +1,12 @@
-"""Runs inside the XGBoost 1.7-1 reference environment (see xgboost_reference.py), with the
-container's ``src/`` and the stand-ins of ``stubs/`` on PYTHONPATH. Not imported by mlpipe.
+"""Runs inside the XGBoost 1.7-1 environment (workflows/local/envs.py), with the container's
+``src/`` and the stand-ins of ``stubs/`` on the path. Not imported by mlpipe.
 
+  python xgboost_driver.py stage                  # a training stage of `mlpipe run --exact`
   python xgboost_driver.py COMMAND ANSWER_JSON  < request.json
 
+stage    the training job under the SageMaker contract (SM_CHANNEL_*, SM_MODEL_DIR,
+         SM_INPUT_CONFIG_DIR/hyperparameters.json), as the container's training.py
+         run_algorithm_mode calls sagemaker_train; exit 2 for the container's UserError
 train    the container's algorithm-mode training, sagemaker_train(...), on one host in File
          mode with text/csv channels, as SageMaker calls it (training.py run_algorithm_mode)
 predict  the container's endpoint path: serve_utils.get_loaded_booster, parse_content_data
@@ -62,6 +66,32 @@ def train(request):
         # to the file system
         read_order = os.listdir("/tmp/sagemaker_xgboost_input_data")
     return {"files": sorted(os.listdir(request["model_dir"])), "stdout": out.getvalue(), "read_order": read_order}
+
+
+def stage():
+    """run_algorithm_mode (training.py:29-71) with the local contract: every channel is text/csv
+    in File mode (the only input mlpipe's stages write). The container's log goes to stderr."""
+    _import_algorithm_mode()
+    from sagemaker_algorithm_toolkit import exceptions
+    from sagemaker_xgboost_container.algorithm_mode.train import sagemaker_train
+
+    config_dir = os.environ["SM_INPUT_CONFIG_DIR"]
+    with open(os.path.join(config_dir, "hyperparameters.json")) as f:
+        train_config = json.load(f)
+    channel = {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+               "RecordWrapperType": "None"}
+    data_config = {name: dict(channel) for name in json.loads(os.environ["SM_CHANNELS"])}
+    with open("/tmp/sagemaker_xgboost_input_data.lock", "w") as lock:  # see train() below
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            sagemaker_train(train_config=train_config, data_config=data_config,
+                            train_path=os.environ["SM_CHANNEL_TRAIN"], val_path=os.environ.get("SM_CHANNEL_VALIDATION"),
+                            model_dir=os.environ["SM_MODEL_DIR"], sm_hosts=json.loads(os.environ["SM_HOSTS"]),
+                            sm_current_host=os.environ["SM_CURRENT_HOST"], checkpoint_config={})
+        except exceptions.UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 0
 
 
 def predict(request):
@@ -137,6 +167,8 @@ COMMANDS = {"train": train, "predict": predict, "resave": resave, "metrics": met
 
 
 def main():
+    if sys.argv[1:] == ["stage"]:
+        sys.exit(stage())
     command, answer_path = sys.argv[1], sys.argv[2]
     request = json.loads(sys.stdin.read() or "{}")
     answer = COMMANDS[command](request)
