@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ABALONE = ROOT.parent / "shared" / "data" / "abalone.csv"
 SECTION = "## Local run vs a plain script"
-TARGET_RATIO = 1.5
+# issue 12's targets: wall time at 1x; wall time and whole-tree peak memory at 100x
+TARGETS = {"abalone": {"wall": 1.15}, "abalone x100": {"wall": 1.3, "memory": 1.3}}
 
 # Runs one command and reports its wall time and the peak of the *summed* resident memory of
 # its whole process tree (sampled every 10 ms with psutil), since mlpipe spreads a run over a
@@ -88,7 +89,8 @@ def table(rows: list[dict], repeat: int) -> str:
         "The baseline (`bench/baseline_pipeline.py`) does preprocessing, training and evaluation in one process. "
         "`mlpipe run` runs the whole abalone pipeline (10 stages: processing, training, evaluation, gate, model, "
         "registry, approval, endpoint, batch transform, and the Lambda against the embedded moto server), each "
-        f"stage in its own process, without the cache (`--no-cache`). Target: ratio <= {TARGET_RATIO}.", "",
+        "stage in its own process, without the cache (`--no-cache`). Targets: wall-time ratio <= 1.15 at 1x; "
+        "wall-time and peak-memory ratios <= 1.3 at 100x.", "",
         "| data | rows | baseline s | mlpipe run s | ratio | ratio of each pair | baseline peak MB | mlpipe peak MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -100,23 +102,34 @@ def table(rows: list[dict], repeat: int) -> str:
         "",
         verdict(rows),
         "",
-        "Where the difference goes: both pay the same imports of pandas, scikit-learn and xgboost (about 1.2 s), "
-        "mlpipe once, in its fork server, while the parent loads the config. On top, mlpipe starts the moto "
-        "server for the Lambda stage (about 1.7 s of CPU, on the second core, overlapping the first stages), "
-        "serves the model over HTTP for the endpoint stage, and writes each stage's artifacts to the run "
-        "directory. Independent stages run two at a time. The memory is mostly the fork server's preloaded "
-        "libraries and the emulator.",
+        'Where the difference goes: both pay the same imports of pandas, scikit-learn and xgboost, mlpipe onc'
+        'e, in its fork server, while the parent loads the config (xgboost and the bookkeeping modules betwee'
+        'n the first jobs). On top, mlpipe starts the moto server for the Lambda stage (about 1.7 s of CPU, o'
+        'n the second core), serves the model over HTTP for the endpoint stage, writes report.html, and write'
+        "s and re-reads each stage's CSV files in the container contract's paths. At 100x, training dominates"
+        ' both: the baseline grows exact trees (what xgboost 1.7 resolves `auto` to at this size) with xgboos'
+        "t's own row sampling, while the emulator reproduces xgboost 1.7.4's row draws, so it grows each tree"
+        ' on a sliced copy of the training matrix (one `DMatrix.slice` per round), and reads the CSV channels'
+        " with the container's parser. The memory is mostly the fork server's preloaded libraries, the emulat"
+        "or and that sliced copy. Until 2026-11-25 the baseline trained with today's default (hist), another "
+        'model; its ratios were lower.',
     ]
     return "\n".join(lines) + "\n"
 
 
 def verdict(rows: list[dict]) -> str:
-    over = [r for r in rows if r["ratio"] > TARGET_RATIO]
+    misses = []
+    for r in rows:
+        target = TARGETS.get(r["scenario"], {})
+        if r["ratio"] > target.get("wall", float("inf")):
+            misses.append(f"{r['scenario']} wall {r['ratio']:.2f}x (target {target['wall']}x)")
+        memory = r["mlpipe_rss_mb"] / r["baseline_rss_mb"]
+        if memory > target.get("memory", float("inf")):
+            misses.append(f"{r['scenario']} memory {memory:.2f}x (target {target['memory']}x)")
     spread = "; timings on this machine vary from run to run (see the ratio of each pair)"
-    if not over:
-        return f"Within the {TARGET_RATIO}x target on every data set{spread}."
-    names = ", ".join(f"{r['scenario']} ({r['ratio']:.2f}x)" for r in over)
-    return f"Over the {TARGET_RATIO}x target on: {names}{spread}; the target is met only at its edge."
+    if not misses:
+        return f"Within every target{spread}."
+    return f"Targets missed: {'; '.join(misses)}{spread}."
 
 
 def write_section(text: str) -> None:
