@@ -53,4 +53,6 @@ def _call(name: str, args: list) -> Any:
         return [p for p in re.split("[" + re.escape(args[1]) + "]", args[0]) if p]
     if name == "States.ArrayGetItem":
         return args[0][args[1]]
+    if name == "States.Array":
+        return list(args)
     raise NotImplementedError(name)

@@ -180,3 +180,62 @@ def test_pytorch_model_answers_csv_by_default_on_both_targets(documents):
         assert env["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "text/csv"
         assert env["SAGEMAKER_PROGRAM"] == "inference.py"
         assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+
+
+# --- fan-out members: one Map item state against each item's copy ------------------------------
+
+def _item_data(spec, item) -> tuple[dict, dict]:
+    """The state a Map item's states see (its ItemSelector), with references as the spec's notation."""
+    stages = {s.name.replace("-", "_"): {o: f"{s.name}.{o}" for o in s.outputs} for s in spec.stages}
+    data = {"item": {"key": item.key, "value": item.value}, "run": {"execution": EXECUTION, "hash": "0" * 32},
+            "parameters": {p.name: f"${p.name}" for p in spec.parameters}, "stages": stages}
+    return data, {"Execution": {"Name": EXECUTION, "RedriveCount": 0}, "State": {"RetryCount": 0}}
+
+
+def _evaluated(node, data, context):
+    from asl_eval import evaluate
+
+    if isinstance(node, dict):
+        return {(k[:-2] if k.endswith(".$") else k): (evaluate(v, data, context) if k.endswith(".$")
+                                                      else _evaluated(v, data, context)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_evaluated(v, data, context) for v in node]
+    return node
+
+
+def _unsuffixed(node, members, key):
+    """A copy's references name the copy (``train-m.model``); the Map's name the member."""
+    if isinstance(node, dict):
+        return {k: _unsuffixed(v, members, key) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_unsuffixed(v, members, key) for v in node]
+    if isinstance(node, str):
+        return re.sub(rf"^({'|'.join(map(re.escape, members))})-{re.escape(key)}\.", r"\1.", node)
+    return node
+
+
+def test_fan_out_members_agree_field_by_field_for_every_item(documents):
+    """abalone_by_sex: each member's request in the Map's item processor, evaluated for an item,
+    equals that item's copy in the pipeline (names and the run tag aside, as above)."""
+    spec, asl, sm = documents["abalone_by_sex.yaml"]
+    members = list(spec.fanout.stages)
+    ids = {s.name.replace("-", "_"): s.name for s in spec.stages}
+    compared = 0
+    for item in spec.fanout.items:
+        data, context = _item_data(spec, item)
+        for stage in (s for s in spec.stages if s.name in members):
+            if not (KINDS[stage.kind].job in JOB_KINDS or stage.kind == "model"):
+                continue
+            name_field = _name_field(stage)
+            sfn = _evaluated(asl[stage.name]["Parameters"], data, context)
+            job_name = sfn.pop(name_field)
+            assert re.fullmatch(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}", job_name) and f"-{item.key}-" in job_name
+            sfn["Tags"] = [t for t in sfn.get("Tags", []) if t["Key"] != "mlpipe:run-id"]
+            copy_name = f"{stage.name}-{item.key}"
+            step = sm[f"{copy_name}-CreateModel"] if stage.kind == "model" else sm[copy_name]
+            pipeline = _unsuffixed(_canonical(copy.deepcopy(step["Arguments"]), ids, "sagemaker"), members, item.key)
+            assert name_field not in pipeline
+            differences = _differences(sfn, pipeline)
+            assert not differences, f"{stage.name} for item {item.value}:\n  " + "\n  ".join(differences)
+            compared += 1
+    assert compared == 3 * 4, compared      # preprocess, train, evaluate, create-model for M, F and I

@@ -105,9 +105,13 @@ class _Renderer(RendererBase):
                     "constraints": step.properties.CalculatedBaselineConstraints}[ref.output]
         raise TypeError(f"{ref!r} cannot be referenced in a SageMaker pipeline")
 
-    def run_uri(self, *parts: str) -> Join:
-        """s3://<bucket>/<prefix>/runs/<execution id>/<parts>: a fresh place for every run."""
-        return Join(on="/", values=[self.spec.s3_root, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+    def run_uri(self, stage: str, *parts: str) -> Join:
+        """s3://<bucket>/<prefix>/runs/<execution id>/<stage>/<parts>: a fresh place for every run.
+        A fan-out copy writes where the Step Functions Map's item does: <member>/<item key>."""
+        copies = self.spec.fanout.copies if self.spec.fanout else {}
+        folder = list(copies[stage]) if stage in copies else [stage]
+        return Join(on="/", values=[self.spec.s3_root, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID,
+                                    *folder, *parts])
 
     def job_step(self) -> dict[str, Any]:
         """What every job step gets: retries for throttling, service faults and capacity (as the
