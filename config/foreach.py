@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from config.values import FieldError, S3Uri, _STAGE_NAME, is_reference
 
 ITEM_REF = "$item"          # a member stage's reference to its item
-INLINE_LIMIT = 40           # an inline Map runs at most 40 items at once; more use a Distributed Map
 # Stage kinds a group may hold: one pipeline-wide resource (endpoint, approval's task token, a
 # Lambda function's SSM parameter) cannot be made once per item.
 MEMBER_KINDS = ("processing", "training", "evaluation", "model", "register")
@@ -58,7 +57,7 @@ class ForEach(BaseModel):
                                  "or s3_listing: s3://bucket/prefix/")
         if self.values is not None and self.column is None:
             raise FieldError("values lists a column's values", loc=("values",), fix="add column: NAME")
-        items = [str(v) for v in self.values or self.s3_prefixes or []]
+        items = self.items()
         twice = sorted({v for v in items if items.count(v) > 1})
         if twice:
             raise FieldError(f"{', '.join(map(repr, twice))} listed twice", loc=("values" if self.values else

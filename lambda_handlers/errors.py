@@ -5,9 +5,6 @@ Lambda reports the exception's class name as ``errorType``, so a Step Functions 
 """
 
 
-MAX_MESSAGE = 4096   # an execution history shows the cause; a 10 MB echo of the input helps nobody
-
-
 def bounded(text: str, head: int = 2048, tail: int = 1024) -> str:
     """The start and the end of a long text, saying how much was left out."""
     if len(text) <= head + tail + 64:

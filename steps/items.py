@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+INLINE_LIMIT = 40  # an inline Map runs at most 40 items at once; more use a Distributed Map
+
 
 @dataclass(frozen=True)
 class Item:
@@ -45,7 +47,7 @@ class FanOut:
     def distributed(self) -> bool:
         """A Distributed Map: items read at run time, more than an inline Map runs at once (40),
         or failures to tolerate (an inline Map fails with its first failed item)."""
-        return not self.known or len(self.items) > 40 or self.tolerated_failure_percentage > 0
+        return not self.known or len(self.items) > INLINE_LIMIT or self.tolerated_failure_percentage > 0
 
     def item_of(self, stage: str) -> Item | None:
         """The item of an expanded copy (None for a stage outside the fan-out)."""

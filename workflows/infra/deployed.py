@@ -61,7 +61,7 @@ def _alias_row(sfn, a: naming.Arns) -> dict[str, Any]:
         return row
     version = stepfunctions_client.alias_target(alias)
     if version is None:
-        row["state"] = "split: " + ", ".join(f"{r['stateMachineVersionArn'].rsplit(':', 1)[-1]} {r['weight']}%"
+        row["state"] = "split: " + ", ".join(f"{stepfunctions_client.version_number(r['stateMachineVersionArn'])} {r['weight']}%"
                                              for r in alias.get("routingConfiguration", []))
         return row
     found = stepfunctions_client.describe_state_machine(sfn, version) or {}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from config.cachedir import cache_root
 from config.errors import UserError
 
 HANDLERS_DIR = Path(__file__).resolve().parents[2] / "lambda_handlers"
@@ -63,13 +64,6 @@ def pins() -> dict[str, str]:
             raise UserError(f"{name} is not installed; it is bundled into the Lambda package",
                             fix="pip install -e . (in the project's virtualenv)") from None
     return out
-
-
-def cache_root() -> Path:
-    if os.environ.get("MLPIPE_CACHE_DIR"):
-        return Path(os.environ["MLPIPE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlpipe"
 
 
 def cache_dir(pinned: dict[str, str]) -> Path:

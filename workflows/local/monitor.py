@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from steps.code import baseline as mm
+from workflows import files
 
 ROBUST_ALPHA = 0.05
 _NUMERIC = ("Integral", "Fractional")
@@ -246,9 +247,7 @@ def execute(statistics: str, constraints: str, data: str, out_dir: str, header: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, doc in (("statistics.json", current), ("constraint_violations.json", {"violations": violations})):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        tmp.replace(out / name)
+        files.write_bytes(out / name, (json.dumps(doc, indent=2) + "\n").encode())
     return {"rows": int(len(frame)), "violations": violations, "report": str(out / "constraint_violations.json")}
 
 

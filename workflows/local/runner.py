@@ -30,7 +30,6 @@ how each stage kind runs is in ``handlers.py``.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import shutil
@@ -45,7 +44,7 @@ from typing import Any, Callable
 from config.errors import UserError
 from steps.spec import EvaluationStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage
 from workflows.local import store, supervise
-from workflows.local.cache import StageCache
+from workflows.local.cache import DISK_ERRORS, StageCache
 from workflows.local.fanout import lineage as fanout_lineage
 from workflows.local.data import check_line_length, fetch, tree_hash
 from workflows.local.stages import WAITING
@@ -58,7 +57,6 @@ PARALLEL = 2  # stages running at once when the DAG allows: independent branches
 # the algorithm and its model format), so changing it recomputes what it produced.
 EMULATOR_CODE = sorted(Path(__file__).parent.glob("xgboost*.py")) + [Path(__file__).with_name("stages.py")]
 GRACE = 5.0  # seconds the stage threads get to wind down after an interruption
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from workflows.aws import stepfunctions_client
 from workflows.aws.session import aws_errors
 
 _ASSET = re.compile(r"s3://[^\"'\s]+?/assets/([0-9a-f]{16})/([A-Za-z0-9_.\-]+)")
@@ -95,9 +96,8 @@ def sfn_version(execution: dict[str, Any]) -> dict[str, Any] | None:
     arn = execution.get("stateMachineVersionArn")
     if not arn:
         return None
-    tail = arn.rsplit(":", 1)[-1]
     alias = execution.get("stateMachineAliasArn")
-    return {"number": int(tail) if tail.isdigit() else None, "arn": arn,
+    return {"number": stepfunctions_client.version_number(arn), "arn": arn,
             "alias": alias.rsplit(":", 1)[-1] if alias else None}
 
 

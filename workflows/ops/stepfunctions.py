@@ -28,7 +28,7 @@ from workflows.aws import stepfunctions_client as sfc
 from workflows.aws.session import aws_errors, error_code, is_not_found, same_json
 from workflows.ops import approvals, versions
 from workflows.ops.backend import duration, resolve_by_listing
-from workflows.ops.run_states import owners, sfn_state_runs
+from workflows.ops.run_states import owners, sfn_stage_states, sfn_state_runs
 from workflows.ops.target import Target
 from workflows.render.asl import states as asl_states
 
@@ -120,8 +120,6 @@ class StepFunctions:
         return stages(events)
 
     def stage_states(self, t: Target, arn: str, spec: PipelineSpec) -> dict[str, dict[str, Any]]:
-        from workflows.ops.run_states import sfn_stage_states
-
         with aws_errors("reading the execution history"):
             return sfn_stage_states(spec, sfc.execution_history(self._client(t), arn))
 

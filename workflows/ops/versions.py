@@ -19,7 +19,7 @@ from typing import Any
 from config.errors import UserError
 from workflows.aws import sagemaker_client as smc
 from workflows.aws import stepfunctions_client as sfc
-from workflows.aws.session import aws_errors
+from workflows.aws.session import aws_errors, same_json
 from workflows.ops.target import Target
 
 _HASH = re.compile(r"\b([0-9a-f]{64})\b")
@@ -136,8 +136,6 @@ def sm_versions(t: Target) -> list[dict[str, Any]]:
 
 
 def sm_rollback(t: Target, to: str | None) -> dict[str, Any]:
-    from workflows.aws.session import same_json
-
     rows = _sm_rows(t)
     if not rows:
         raise UserError(f"{t.resource} has no versions", source=t.source,

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from workflows.render.sdk import (
-    RendererBase, image_uri, inference_image_uri, isolated_env, monitor_image_uri, sdk_ranges,
+    RendererBase, image_uri, inference_image_uri, isolated_env, monitor_image_uri, sdk_tuner,
 )
 
 from sagemaker.estimator import Estimator
@@ -43,7 +43,6 @@ from sagemaker.workflow.retry import (
     SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy,
 )
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TransformStep, TuningStep
-from sagemaker.tuner import HyperparameterTuner
 
 from steps import fanout, naming
 from steps.contract import FRAMEWORK_MODEL_ENV, KINDS, handler
@@ -172,12 +171,8 @@ class _Renderer(RendererBase):
     def tuning(self, s: TuningStage) -> TuningStep:
         """A TuningStep over the training template; its model output is the best job's artifact."""
         t = s.training
-        tuner = HyperparameterTuner(
-            self.estimator(t, output_path=self.run_uri(s.name)), s.objective_metric, sdk_ranges(s),
-            metric_definitions=[{"Name": s.objective_metric, "Regex": s.objective_regex}] if s.objective_regex else None,
-            strategy=s.strategy, objective_type=s.objective_type, max_jobs=s.max_jobs,
-            max_parallel_jobs=s.max_parallel_jobs, early_stopping_type=s.early_stopping, random_seed=s.random_seed,
-            base_tuning_job_name=naming.tuning_job_prefix(self.spec.name, s.name))
+        tuner = sdk_tuner(s, self.estimator(t, output_path=self.run_uri(s.name)),
+                          base_tuning_job_name=naming.tuning_job_prefix(self.spec.name, s.name))
         inputs = {k: TrainingInput(s3_data=self.value(v), content_type=t.content_type) for k, v in s.inputs.items()}
         return TuningStep(name=s.name, step_args=tuner.fit(inputs=inputs), depends_on=self.depends(s) or None,
                           **self.job_step())

@@ -215,6 +215,20 @@ def inference_image_uri(image: Image, region: str, instance_type: str) -> str:
                                image_scope="inference")
 
 
+def sdk_tuner(stage, estimator, **extra):
+    """A tuning stage's HyperparameterTuner over ``estimator`` (the training template), the one
+    both renderers build; ``extra``: what only one target sets (the pipeline's base job name)."""
+    from sagemaker.tuner import HyperparameterTuner
+
+    s = stage
+    return HyperparameterTuner(
+        estimator, s.objective_metric, sdk_ranges(s),
+        metric_definitions=[{"Name": s.objective_metric, "Regex": s.objective_regex}] if s.objective_regex else None,
+        strategy=s.strategy, objective_type=s.objective_type, max_jobs=s.max_jobs,
+        max_parallel_jobs=s.max_parallel_jobs, early_stopping_type=s.early_stopping, random_seed=s.random_seed,
+        **extra)
+
+
 def sdk_ranges(stage) -> dict:
     """A tuning stage's ranges as the SDK's parameter ranges (both renderers use them)."""
     from sagemaker.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter

@@ -35,7 +35,7 @@ from workflows.render.asl import walk as asl_walk
 from workflows.render.fanout_states import FanOutStates, complete_map
 from workflows.render.sdk import (
     BASELINE_INPUT, BASELINE_OUTPUT, RendererBase, baseline_environment, image_uri, inference_image_uri, isolated_env,
-    monitor_image_uri, sdk_ranges,
+    monitor_image_uri, sdk_tuner,
 )
 
 from sagemaker.estimator import Estimator
@@ -46,7 +46,6 @@ from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor, S
 from sagemaker.pytorch import PyTorch, PyTorchModel
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
-from sagemaker.tuner import HyperparameterTuner
 from stepfunctions.steps import (
     Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, Map, ModelStep,
     Parallel, Pass, ProcessingStep, Retry, Succeed, Task, TrainingStep, TransformStep, TuningStep, Wait,
@@ -210,11 +209,7 @@ class _Renderer(FanOutStates, RendererBase):
         Tuning job names are at most 32 characters: the stage's short prefix and 8 random hex
         digits (a retry or a redrive gets a new one)."""
         t = s.training
-        tuner = HyperparameterTuner(
-            self.estimator(t, output_path=self.run_uri(s.name)), s.objective_metric, sdk_ranges(s),
-            metric_definitions=[{"Name": s.objective_metric, "Regex": s.objective_regex}] if s.objective_regex else None,
-            strategy=s.strategy, objective_type=s.objective_type, max_jobs=s.max_jobs,
-            max_parallel_jobs=s.max_parallel_jobs, early_stopping_type=s.early_stopping, random_seed=s.random_seed)
+        tuner = sdk_tuner(s, self.estimator(t, output_path=self.run_uri(s.name)))
         name = dyn(fmt(naming.tuning_job_prefix(self.spec.name, s.name) + "-{}",
                        "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)"))
         step = TuningStep(s.name, tuner=tuner, job_name=name, tags=self.tags(), result_path=self.result_path(s),

@@ -56,9 +56,9 @@ class Layout:
 
 def reduced_edges(spec: PipelineSpec) -> list[tuple[str, str]]:
     """The transitive reduction of the stage DAG, in spec order."""
-    reach: dict[str, set[str]] = {}
-    for s in spec.stages:  # topological order: upstream reach is known
-        reach[s.name] = set(s.upstream).union(*(reach[u] for u in s.upstream)) if s.upstream else set()
+    from steps.pipeline import ancestry
+
+    reach = ancestry(spec.stages)
     edges = []
     for s in spec.stages:
         implied = set().union(*(reach[u] for u in s.upstream)) if s.upstream else set()
