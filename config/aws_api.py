@@ -45,34 +45,42 @@ def _loader():
     return create_loader()
 
 
-@functools.lru_cache(maxsize=None)
-def service_json(service: str) -> Mapping[str, Any]:
-    """The service-2 model (operations, shapes, metadata) of ``service``, loaded once.
-
-    Most of botocore's file is documentation, and every command that loads a config pays for
-    parsing it; so the model is kept once more without its documentation, per botocore
-    version, under the cache root (written atomically; a damaged copy is rebuilt)."""
+def _cached(name: str, build: Callable[[], Any], valid: Callable[[Any], bool]) -> Any:
+    """``build()``, kept as JSON under the cache root per botocore version: botocore's files
+    are large (documentation, every partition), and every command that loads a config would
+    parse them again. Written atomically; a damaged copy is rebuilt."""
     from botocore import __version__
 
-    slim = cache_root() / "botocore" / __version__ / f"{service}.service-2.json"
+    path = cache_root() / "botocore" / __version__ / name
     try:
-        model = json.loads(slim.read_bytes())
-        if isinstance(model, dict) and "shapes" in model and "operations" in model:
-            return model
+        value = json.loads(path.read_bytes())
+        if valid(value):
+            return value
     except (OSError, ValueError):
         pass
+    value = build()
     try:
-        model = _without_docs(_loader().load_service_model(service, "service-2"))
-    except Exception:  # botocore.exceptions.UnknownServiceError and friends
-        raise UnknownShape(f"botocore has no model of service {service!r}") from None
-    try:
-        slim.parent.mkdir(parents=True, exist_ok=True)
-        tmp = slim.with_name(f".{slim.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(model, separators=(",", ":")))
-        os.replace(tmp, slim)
-    except OSError:  # a read-only or full cache: the model still works, just slower next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value, separators=(",", ":")))
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full cache: the value still works, just slower next time
         pass
-    return model
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def service_json(service: str) -> Mapping[str, Any]:
+    """The service-2 model (operations, shapes, metadata) of ``service``, loaded once, kept
+    without its documentation (most of botocore's file)."""
+    def build() -> Mapping[str, Any]:
+        try:
+            return _without_docs(_loader().load_service_model(service, "service-2"))
+        except Exception:  # botocore.exceptions.UnknownServiceError and friends
+            raise UnknownShape(f"botocore has no model of service {service!r}") from None
+
+    return _cached(f"{service}.service-2.json", build,
+                   lambda model: isinstance(model, dict) and "shapes" in model and "operations" in model)
 
 
 def _without_docs(node: Any) -> Any:
@@ -89,11 +97,6 @@ def service_model(service: str):
     from botocore.model import ServiceModel
 
     return ServiceModel(service_json(service), service_name=service)
-
-
-@functools.lru_cache(maxsize=None)
-def _endpoints() -> Mapping[str, Any]:
-    return _loader().load_data("endpoints")
 
 
 def shape(service: str, name: str) -> Mapping[str, Any]:
@@ -212,16 +215,21 @@ def all_instance_types() -> frozenset[str]:
 def regions(service: str = "sagemaker") -> tuple[str, ...]:
     """Regions where ``service`` has an endpoint, in every partition (aws, aws-cn, aws-us-gov,
     ...), from botocore's endpoint data: like ``Session.get_available_regions`` but across
-    partitions, and without importing a session."""
-    prefix = service_json(service).get("metadata", {}).get("endpointPrefix", service)
-    found: set[str] = set()
-    for partition in _endpoints().get("partitions", []):
-        regex = re.compile(partition.get("regionRegex", r"^$"))
-        endpoints = partition.get("services", {}).get(prefix, {}).get("endpoints", {})
-        for name, data in endpoints.items():
-            if regex.match(name) and not (isinstance(data, Mapping) and data.get("deprecated")):
-                found.add(name)
-    return tuple(sorted(found))
+    partitions, and without importing a session. endpoints.json is 1.2 MB, so the list is cached."""
+    def build() -> list[str]:
+        prefix = service_json(service).get("metadata", {}).get("endpointPrefix", service)
+        found: set[str] = set()
+        for partition in _loader().load_data("endpoints").get("partitions", []):
+            regex = re.compile(partition.get("regionRegex", r"^$"))
+            endpoints = partition.get("services", {}).get(prefix, {}).get("endpoints", {})
+            for name, data in endpoints.items():
+                if regex.match(name) and not (isinstance(data, Mapping) and data.get("deprecated")):
+                    found.add(name)
+        return sorted(found)
+
+    names = _cached(f"{service}.regions.json", build,
+                    lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value))
+    return tuple(names)
 
 
 def closest(value: str, choices: Iterable[str], n: int = 5) -> list[str]:

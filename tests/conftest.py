@@ -85,12 +85,52 @@ def check_golden(path: Path, actual: str) -> None:
     assert actual == path.read_text(), f"{path} differs; if the change is intended, regenerate: {REGENERATE}"
 
 
-def run_cli(*argv: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):
-    """Run the real `mlpipe` entry point in a subprocess (exit code, stdout, stderr)."""
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "workflows.cli", *argv], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
-    return proc
+def run_cli(*argv: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300,
+            fresh: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `mlpipe` CLI (exit code, stdout, stderr): its ``main`` in this process, or
+    with ``fresh`` the ``mlpipe`` entry point in a new interpreter.
+
+    In this process the imports are paid once per test worker and local runs share one warm
+    fork server, as a notebook's would: a local run costs about a fifth. Use ``fresh`` where the
+    process itself is under test (signals, exit, imports, what is left behind) or the test
+    reads the CLI's stderr logging (the SDKs' loggers are process-wide)."""
+    if fresh:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run([sys.executable, "-m", "workflows.cli", *argv], capture_output=True, text=True,
+                              env=full_env, cwd=cwd or ROOT, timeout=timeout)
+    return _in_process(list(argv), env or {}, cwd or ROOT)
 
 
-from moto_server import moto_server  # noqa: E402,F401  (session fixture for every test module)
+def _in_process(argv: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """``workflows.cli.main.main(argv)`` with its own environment, working directory, stdout and
+    stderr; an exception escaping it is printed as the interpreter would (exit code 1)."""
+    import contextlib
+    import io
+    import traceback
+
+    from workflows.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if not isinstance(exc.code, (int, type(None))):
+                    print(exc.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+from moto_server import moto_server, moto_versions  # noqa: E402,F401  (fixtures for every test module)
+

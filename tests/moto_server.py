@@ -83,3 +83,35 @@ def reset(url: str) -> None:
     import urllib.request
 
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).read()
+
+
+@pytest.fixture
+def moto_versions(moto_server, monkeypatch):
+    """The server, reset, with the two Step Functions version operations moto 5.2.5 lacks
+    (ListStateMachineVersions, PublishStateMachineVersion; it answers HTTP 500), built from
+    moto's own version records, for one test."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def list_state_machine_versions(self):
+        sm = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
+        return ActionResult({"stateMachineVersions": [
+            {"stateMachineVersionArn": v.arn, "creationDate": v.creation_date}
+            for v in sorted(sm.versions.values(), key=lambda v: v.version, reverse=True)]})
+
+    def publish_state_machine_version(self):
+        # idempotent, as documented: the version of the current revision if there is one
+        sm = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
+        same = next((v for v in sm.versions.values()
+                     if (v.definition, v.roleArn) == (sm.definition, sm.roleArn)), None)
+        if same is None:
+            sm.publish(self._get_param("description"))
+            same = sm.latest_version
+        return ActionResult({"stateMachineVersionArn": same.arn, "creationDate": same.creation_date})
+
+    monkeypatch.setattr(StepFunctionResponse, "list_state_machine_versions", list_state_machine_versions,
+                        raising=False)
+    monkeypatch.setattr(StepFunctionResponse, "publish_state_machine_version", publish_state_machine_version,
+                        raising=False)
+    reset(moto_server)
+    return moto_server

@@ -132,3 +132,25 @@ def test_botocore_models_are_kept_without_documentation_and_a_damaged_copy_is_re
         assert aws_api.service_json("sagemaker") == first
     finally:
         aws_api.service_json.cache_clear()
+
+
+def test_the_region_list_is_cached_and_a_damaged_copy_is_rebuilt(tmp_path, monkeypatch):
+    """The regions of endpoints.json (1.2 MB) are kept as a short list per botocore version."""
+    import json as _json
+
+    import botocore
+
+    from config import aws_api
+
+    monkeypatch.setenv("MLPIPE_CACHE_DIR", str(tmp_path))
+    aws_api.regions.cache_clear()
+    try:
+        first = aws_api.regions("sagemaker")
+        cached = tmp_path / "botocore" / botocore.__version__ / "sagemaker.regions.json"
+        assert tuple(_json.loads(cached.read_text())) == first and "eu-west-1" in first
+        cached.write_text('{"us-east-7": 1}')                  # damaged: rebuilt, not trusted
+        aws_api.regions.cache_clear()
+        assert aws_api.regions("sagemaker") == first and "us-east-7" not in first
+        assert tuple(_json.loads(cached.read_text())) == first
+    finally:
+        aws_api.regions.cache_clear()

@@ -3,8 +3,11 @@ outlive the run), concurrent runs in one runs directory, a tampered cache, a cra
 a side effect, concurrent approve/reject, damaged records, a full disk, a failing endpoint,
 huge error texts and a huge single-line CSV.
 
-Every run is the real `mlpipe` in a subprocess. Faults that need code to misbehave are
-injected through a ``sitecustomize`` module on PYTHONPATH, selected by MLPIPE_TEST_FAULT.
+Every run is the real `mlpipe` CLI. Where the process itself is under test (signals, kills,
+races between processes, injected faults) it runs in a subprocess; elsewhere in this process
+(conftest.run_cli), which is the same code with a warm fork server. Faults that need code to
+misbehave are injected through a ``sitecustomize`` module on PYTHONPATH, selected by
+MLPIPE_TEST_FAULT.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, run_cli
 
 MARK = "MLPIPE_FAULT_MARKER"
 EVALUATE = ROOT / "steps/code/evaluate.py"
@@ -94,6 +97,9 @@ def _env(marker: str | None = None, fault: str | None = None, faults_dir: Path |
 
 
 def mlpipe(cwd: Path, *argv: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The CLI in this process; in a subprocess when given an environment (a marker, a fault)."""
+    if env is None:
+        return run_cli(*argv, cwd=cwd)
     return subprocess.run([sys.executable, "-m", "workflows.cli", *argv], cwd=cwd, env=env or _env(),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -278,9 +284,38 @@ def test_signal_mid_stage_leaves_no_process_and_resume_completes(shared, tmp_pat
     assert len(registry_versions(runs, run_id)) == 1
 
 
+# --- a normal end; runs in one process ----------------------------------------------------------
+
+def test_a_finished_run_leaves_no_process_behind(tmp_path):
+    marker = uuid.uuid4().hex
+    proc, doc = run(tmp_path, tmp_path / "runs", env=_env(marker))
+    assert proc.returncode == 0 and doc["status"] == "Succeeded", proc.stderr
+    assert not marked_processes(marker), "the fork server, a stage or the emulator outlived the run"
+
+
+def test_runs_in_one_process_share_the_warm_server_and_see_the_environment_of_their_time(tmp_path):
+    """A second run in the same process reuses the fork server (no imports again), yet each
+    stage gets the environment of its own run, not the one the server was started with."""
+    from workflows.local import worker
+
+    seen = tmp_path / "seen"
+    config = config_with(tmp_path, "env_probe", (
+        "import os, runpy\n"
+        f"open({str(seen)!r}, 'a').write(os.environ.get('MLPIPE_PROBE', '-') + '\\n')\n"
+        f"runpy.run_path({str(EVALUATE)!r}, run_name='__main__')\n"))
+    servers = []
+    for value in ("first", "second"):
+        proc = run_cli("run", "--runs-dir", str(tmp_path / "runs"), "--config", str(config), "--no-cache",
+                       env={"MLPIPE_PROBE": value}, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        servers.append(worker._server.proc.pid)
+    assert seen.read_text().split() == ["first", "second"]
+    assert servers[0] == servers[1] and worker._server.alive()
+
+
 # --- concurrency ---------------------------------------------------------------------------------
 
-ROUNDS = 5  # each round races two runs over one cache and one registry (was 10: halved for suite time)
+ROUNDS = 3  # each round races two runs (two processes) over one cache and one registry
 
 
 def test_rounds_of_two_concurrent_runs_all_succeed(tmp_path):

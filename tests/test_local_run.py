@@ -208,3 +208,30 @@ def test_unknown_parameter_is_rejected_before_running(runs):
     assert proc.returncode == 2 and "unknown parameter" in proc.stderr
     proc = run_cli("run", "--runs-dir", str(runs), "--param", "TrainingInstanceCount=two")
     assert proc.returncode == 2 and "TrainingInstanceCount" in proc.stderr
+
+
+def test_the_emulator_loads_ssm_without_moto_ec2_and_send_command_still_reaches_it():
+    """moto's SSM backend imports moto.ec2 (half the emulator's start-up) only for SendCommand
+    targets; the emulator defers that import, and SendCommand still resolves its targets."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import sys\n"
+        "from workflows.local.emulator import _load_ssm_backend_without_ec2\n"
+        "_load_ssm_backend_without_ec2()\n"
+        "import boto3\n"
+        "from moto import mock_aws\n"
+        "print('before', 'moto.ec2' in sys.modules)\n"
+        "with mock_aws():\n"
+        "    ssm = boto3.client('ssm', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')\n"
+        "    ssm.put_parameter(Name='/x', Value='1', Type='String')\n"
+        "    print('put', 'moto.ec2' in sys.modules, ssm.get_parameter(Name='/x')['Parameter']['Value'])\n"
+        "    r = ssm.send_command(Targets=[{'Key': 'tag:Name', 'Values': ['web']}],\n"
+        "                         DocumentName='AWS-RunShellScript', Parameters={'commands': ['true']})\n"
+        "    print('send', 'moto.ec2' in sys.modules, r['Command']['Status'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:3] == ["before False", "put False 1", "send True Success"]

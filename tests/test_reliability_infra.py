@@ -473,9 +473,8 @@ def test_a_deploy_that_loses_every_create_race_converges(moto_server, capsys):
     assert code == 0 and not _changes(again), again
 
 
-def test_two_deploys_at_once_converge(moto_server):
-    url = moto_server
-    reset(url)
+def test_two_deploys_at_once_converge(moto_versions):
+    url = moto_versions  # reset; the loser of the state-machine race publishes the winner's version
     # Everything races, the code assets included (the server makes each call atomic, as AWS does).
     cmd = [sys.executable, "-m", "workflows.cli", "--endpoint-url", url, "deploy", "--config", ABALONE,
            "--target", "stepfunctions", "-o", "json"]

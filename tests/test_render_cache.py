@@ -58,7 +58,7 @@ def cold(tmp_path_factory):
     base = tmp_path_factory.mktemp("render-cache")
     cache_dir, out = base / "cache", base / "cold"
     env = {**CLEAN_ENV, "MLPIPE_CACHE_DIR": str(cache_dir)}
-    proc = run_cli("build", "--config", str(ABALONE), "--target", "all", "--out", str(out), env=env)
+    proc = run_cli("build", "--config", str(ABALONE), "--target", "all", "--out", str(out), env=env, fresh=True)
     assert proc.returncode == 0, proc.stderr
     return {"cache": cache_dir, "out": out, "tree": _tree(out), "stdout": proc.stdout, "stderr": proc.stderr,
             "base": base}

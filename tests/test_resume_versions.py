@@ -3,8 +3,8 @@
 Versions and rollback run against the moto server. moto 5.2.5 publishes versions
 (create/update_state_machine with publish=True) and keeps aliases, but implements neither
 ListStateMachineVersions nor PublishStateMachineVersion (it answers HTTP 500): the
-``moto_versions`` fixture adds those two operations to the running server from moto's own
-version records, for one test at a time. moto cannot start an execution through an alias, nor
+``moto_versions`` fixture (tests/moto_server.py) adds those two operations to the running server
+from moto's own version records, for one test at a time. moto cannot start an execution through an alias, nor
 redrive or retry one, nor list SageMaker pipeline versions: those calls are pinned with botocore's
 Stubber.
 """
@@ -32,37 +32,6 @@ SM = "arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"
 LIVE = SM + ":live"
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:mlpipe-abalone:run-7"
 NOW = datetime.now(timezone.utc)
-
-
-# --- moto: the two version operations it lacks -----------------------------------------------
-
-@pytest.fixture
-def moto_versions(moto_server, monkeypatch):
-    from moto.core.responses import ActionResult
-    from moto.stepfunctions.responses import StepFunctionResponse
-
-    def list_state_machine_versions(self):
-        sm = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
-        return ActionResult({"stateMachineVersions": [
-            {"stateMachineVersionArn": v.arn, "creationDate": v.creation_date}
-            for v in sorted(sm.versions.values(), key=lambda v: v.version, reverse=True)]})
-
-    def publish_state_machine_version(self):
-        # idempotent, as documented: the version of the current revision if there is one
-        sm = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
-        same = next((v for v in sm.versions.values()
-                     if (v.definition, v.roleArn) == (sm.definition, sm.roleArn)), None)
-        if same is None:
-            sm.publish(self._get_param("description"))
-            same = sm.latest_version
-        return ActionResult({"stateMachineVersionArn": same.arn, "creationDate": same.creation_date})
-
-    monkeypatch.setattr(StepFunctionResponse, "list_state_machine_versions", list_state_machine_versions,
-                        raising=False)
-    monkeypatch.setattr(StepFunctionResponse, "publish_state_machine_version", publish_state_machine_version,
-                        raising=False)
-    reset(moto_server)
-    return moto_server
 
 
 def _deploy(url: str, config: str, capsys) -> list[dict]:

@@ -307,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     code = main()
+    worker = sys.modules.get("workflows.local.worker")
+    if worker is not None:  # a run keeps its fork server warm for the next; this process ends here
+        worker.stop_servers()
     # Skip interpreter teardown: with sagemaker, moto or pandas loaded it costs up to a second,
     # and every file mlpipe writes is already closed (atomic renames); only the streams remain.
     sys.stdout.flush()

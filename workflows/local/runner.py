@@ -159,8 +159,8 @@ class LocalRun(StageHandlers):
         if any(s.kind == "lambda" for s in self.spec.stages):
             from workflows.local.emulator import LocalAws
 
-            self.emulator = LocalAws(self.root / ".emulator")
-            self.emulator.start_in_background()  # moto's import overlaps with the first stages
+            self.emulator = LocalAws(self.root / ".emulator", self.run_dir, self.workers)
+            self.emulator.start()  # its own process: moto's import overlaps with the first stages
         started = time.time()
         with self._lock:
             self.record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
@@ -178,9 +178,12 @@ class LocalRun(StageHandlers):
             error = exc
             self.stopping = True
         finally:
-            self.workers.shutdown()
             if self.emulator is not None:
                 self.emulator.stop()
+            if self.stopping or error is not None:
+                self.workers.shutdown()  # a stage may hang: nothing of this run may outlive it
+            else:
+                self.workers.release()   # the server stays warm for this process's next run
         self._finish(started, error)
         if error is not None:
             raise error

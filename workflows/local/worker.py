@@ -15,6 +15,8 @@ The fork server is our own (not ``multiprocessing``'s), so that nothing outlives
   ``PR_SET_PDEATHSIG`` SIGKILL on the server.
 - the owner can kill its running stages at once (``Workers.kill_all``, safe in a signal
   handler), e.g. on SIGINT/SIGTERM/SIGHUP.
+
+This module is the owner's side; the server process's code is ``forkserver.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import selectors
 import signal
 import socket
 import struct
@@ -30,7 +31,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,50 +50,20 @@ SERVER_GONE = -255  # exit code reported when the fork server died under a stage
 
 @dataclass
 class Job:
-    """What one stage process does: run a script (``script``) or call ``module:function``."""
+    """What one stage process does: run a script (``script``) or call ``module:function``.
+
+    ``env`` is applied over the fork server's environment (a value of None unsets the variable);
+    with ``whole_env`` it is the stage's whole environment, the owner's as of submitting (the
+    server may have been started for an earlier run, under another environment)."""
 
     cwd: str
     log: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
+    whole_env: bool = False
     script: str | None = None
     argv: list[str] = field(default_factory=list)
     call: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def _child(job: Job) -> None:
-    """Runs in the forked process: redirect output to the stage log, apply the contract, run."""
-    log = os.open(job.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", buffering=1, closefd=False)
-    os.environ.update(job.env)
-    os.chdir(job.cwd)
-    code = 0
-    try:
-        if job.script:
-            import runpy
-
-            sys.argv = [job.script, *job.argv]
-            sys.path.insert(0, os.path.dirname(job.script))
-            runpy.run_path(job.script, run_name="__main__")
-        else:
-            import importlib
-
-            module, _, func = job.call.partition(":")
-            result = getattr(importlib.import_module(module), func)(**job.kwargs)
-            code = int(result or 0)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if not isinstance(exc.code, (int, type(None))):
-            print(exc.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # no atexit handlers from the parent's imports; the exit code is the status
 
 
 # --- framing -----------------------------------------------------------------------------------
@@ -122,126 +92,6 @@ def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)  # not yet its own group leader
         except (ProcessLookupError, PermissionError):
             pass
-
-
-# --- the server process ------------------------------------------------------------------------
-
-def _preload(name: str) -> None:
-    try:
-        __import__(name)
-    except Exception:  # a stage that needs it reports the error itself
-        pass
-
-
-def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
-          isolate: list[str] | None = None) -> None:
-    """The fork server's main loop (see ``_Server.start``); ``isolate``: sys.path from here on."""
-    from workflows.local import supervise
-
-    sys.path[:] = sys.path if isolate is None else isolate
-    ctl = socket.socket(fileno=ctl_fd)
-    children: dict[int, int] = {}  # pid -> job id
-
-    def stop(*_: Any) -> None:
-        for pid in list(children):
-            _kill_group(pid)
-        for pid in list(children):
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        os._exit(0)
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides what a Ctrl-C stops
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-    if watch_parent:
-        supervise.die_with_parent(signal.SIGTERM)
-    if os.getppid() != parent_pid:  # the owner died before we could watch it
-        os._exit(0)
-    # What the first stage (a processing script) needs is imported before serving; the rest
-    # (after LATER) between jobs, while that stage runs on the other core.
-    eager, later = (preload[:preload.index(LATER)], preload[preload.index(LATER) + 1:]) \
-        if LATER in preload else (list(preload), [])
-    for name in eager:
-        _preload(name)
-
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w)
-    selector = selectors.DefaultSelector()
-    selector.register(ctl, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
-    buffer = bytearray()
-    me = os.getpid()
-
-    def reply(message: tuple) -> None:
-        try:
-            _send(ctl, message)
-        except OSError:  # the owner is gone
-            stop()
-
-    while True:
-        events = selector.select(timeout=0 if later else 1.0)
-        if not events and later:
-            _preload(later.pop(0))
-        for key, _ in events:
-            if key.fileobj is ctl:
-                try:
-                    data = ctl.recv(1 << 16)
-                except OSError:
-                    data = b""
-                if not data:  # EOF: the owner closed the socket or died
-                    stop()
-                buffer += data
-                for kind, job_id, job in _frames(buffer):
-                    if kind != "run":
-                        continue
-                    pid = os.fork()
-                    if pid == 0:
-                        try:
-                            signal.set_wakeup_fd(-1)
-                            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                                signal.signal(sig, signal.SIG_DFL)
-                            os.setpgid(0, 0)
-                            supervise.die_with_parent(signal.SIGKILL)
-                            if os.getppid() != me:  # the server died before we could watch it
-                                os._exit(1)
-                            selector.close()
-                            ctl.close()
-                            os.close(wake_r)
-                            os.close(wake_w)
-                            if isolate is not None:
-                                for name in [m for m in sys.modules if m.split(".")[0] == "workflows"]:
-                                    del sys.modules[name]
-                            _child(job)
-                        finally:
-                            os._exit(1)
-                    try:
-                        os.setpgid(pid, pid)
-                    except OSError:
-                        pass  # the child did it first
-                    children[pid] = job_id
-                    reply(("started", job_id, pid))
-            else:
-                try:
-                    os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            job_id = children.pop(pid, None)
-            if job_id is not None:
-                reply(("exited", job_id, os.waitstatus_to_exitcode(status)))
-        if os.getppid() != parent_pid:  # belt and braces where there is no PDEATHSIG
-            stop()
 
 
 # --- the owner's side --------------------------------------------------------------------------
@@ -280,7 +130,7 @@ class _Server:
             # signal fires when the creating *thread* exits); the socket's EOF works always.
             watch = threading.current_thread() is threading.main_thread()
             code = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-                    "from workflows.local.worker import serve; serve(*json.loads(sys.argv[2]))")
+                    "from workflows.local.forkserver import serve; serve(*json.loads(sys.argv[2]))")
             args = [sys.executable, "-c", code, json.dumps(sys.path),
                     json.dumps([theirs.fileno(), os.getpid(), PRELOAD, watch])]
             environ, it = None, self.interpreter
@@ -385,9 +235,20 @@ def _server_for(interpreter: Any) -> _Server:
     return _server if interpreter is None else _others.setdefault(interpreter, _Server(interpreter))
 
 
+def stop_servers() -> None:
+    """Stop every fork server of this process (and whatever still runs in them): what a
+    process does before it exits, so that nothing outlives it even for a moment."""
+    for server in [_server, *_others.values()]:
+        server.stop()
+
+
 class Workers:
     """Runs stage jobs in processes forked from the warm server. ``kill_all`` stops this
-    instance's running jobs and refuses new ones (the run is being interrupted)."""
+    instance's running jobs and refuses new ones (the run is being interrupted).
+
+    The server is shared by every run in this process and outlives a run that ended normally
+    (``release``), so a second run in the same process (a notebook, a test session) pays no
+    imports; ``shutdown`` stops it, and the CLI stops it before it exits."""
 
     def __init__(self) -> None:
         self.running: dict[int, _Running] = {}
@@ -398,11 +259,38 @@ class Workers:
         _server.start()
 
     def shutdown(self) -> None:
-        """Stop the fork server now (and whatever still runs in it). Left alone it would
-        outlive a stage that hangs, and hold our stdout and stderr."""
+        """Stop the fork server now (and whatever still runs in it): after an interruption or
+        a fault, a stage that hangs would otherwise outlive the run and hold our stdout."""
         self.kill_all()
-        for server in [_server, *_others.values()]:
-            server.stop()
+        stop_servers()
+
+    def release(self) -> None:
+        """The run is over: kill what it still runs (its services), keep the server warm."""
+        self.kill_all()
+        for state in list(self.running.values()):
+            state.done.wait(5)
+        self.running.clear()
+
+    def spawn(self, job: Job) -> _Running:
+        """Start a job that serves until it is stopped (``stop_job``, ``release``, ``kill_all``):
+        a service the run's stages talk to, e.g. the embedded AWS emulator."""
+        if self.closed:
+            raise RuntimeError("the run is stopping")
+        return self._submit(job, None)
+
+    def stop_job(self, state: _Running) -> None:
+        state.cancelled = True
+        if state.pid is not None:
+            _kill_group(state.pid)
+        state.done.wait(5)
+        self.running.pop(id(state), None)
+
+    def _submit(self, job: Job, interpreter: Any) -> _Running:
+        if interpreter is None:  # the shared server: the owner's environment as of now
+            job.env, job.whole_env = {**os.environ, **job.env}, True
+        state = _server_for(interpreter).submit(job)
+        self.running[id(state)] = state
+        return state
 
     def kill_all(self) -> None:
         """Kill every running job's process group and refuse new jobs. Takes no lock: it is
@@ -424,8 +312,7 @@ class Workers:
         started = time.perf_counter()
         if self.closed:
             return -signal.SIGKILL, 0.0
-        state = _server_for(interpreter).submit(job)
-        self.running[id(state)] = state
+        state = self._submit(job, interpreter)
         try:
             if self.closed:  # interrupted while submitting
                 state.cancelled = True
