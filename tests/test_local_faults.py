@@ -284,14 +284,7 @@ def test_signal_mid_stage_leaves_no_process_and_resume_completes(shared, tmp_pat
     assert len(registry_versions(runs, run_id)) == 1
 
 
-# --- a normal end; runs in one process ----------------------------------------------------------
-
-def test_a_finished_run_leaves_no_process_behind(tmp_path):
-    marker = uuid.uuid4().hex
-    proc, doc = run(tmp_path, tmp_path / "runs", env=_env(marker))
-    assert proc.returncode == 0 and doc["status"] == "Succeeded", proc.stderr
-    assert not marked_processes(marker), "the fork server, a stage or the emulator outlived the run"
-
+# --- runs in one process -------------------------------------------------------------------------
 
 def test_runs_in_one_process_share_the_warm_server_and_see_the_environment_of_their_time(tmp_path):
     """A second run in the same process reuses the fork server (no imports again), yet each
@@ -318,13 +311,15 @@ def test_runs_in_one_process_share_the_warm_server_and_see_the_environment_of_th
 ROUNDS = 3  # each round races two runs (two processes) over one cache and one registry
 
 
-def test_rounds_of_two_concurrent_runs_all_succeed(tmp_path):
+def test_rounds_of_two_concurrent_runs_all_succeed_and_leave_no_process_behind(tmp_path):
     runs = tmp_path / "runs"
     run_ids = []
     for _ in range(ROUNDS):
-        procs = [start(tmp_path, runs, env=_env()) for _ in range(2)]
+        marker = uuid.uuid4().hex
+        procs = [start(tmp_path, runs, env=_env(marker)) for _ in range(2)]
         for p in procs:
             assert p.wait(timeout=300) == 0, p.out.read_text()[-3000:]
+        assert not marked_processes(marker), "a fork server, a stage or an emulator outlived its run"
         run_ids += [p.parent.name for p in runs.glob("*/run.json") if p.parent.name not in run_ids]
     assert len(run_ids) == 2 * ROUNDS
     for run_id in run_ids:

@@ -6,7 +6,8 @@ steps/code/preprocess.py runs in the SKLearn 1.2-1 image (Python 3.9, pandas 1.1
 pandas 1.2.4, numpy 1.24.1, xgboost 1.7.4); locally both run under this environment's pandas 3,
 scikit-learn 1.x and numpy 2. Each case here feeds padded text, blank cells and missing values
 to the script under both, in the environments `mlpipe run --exact` uses (workflows/local/envs.py),
-and compares exit codes, messages and every output file byte for byte. The cases also check what
+and compares exit codes, messages and every output file byte for byte. Each script runs as
+`mlpipe run` runs it: forked from a warm server of its environment. The cases also check what
 the outputs mean, so that "the same" is also "right". Skips when those environments are absent
 (`mlpipe run --exact` builds them).
 """
@@ -14,9 +15,6 @@ the outputs mean, so that "the same" is also "right". Skips when those environme
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -32,16 +30,37 @@ PREPROCESS = ROOT / "steps" / "code" / "preprocess.py"
 EVALUATE = ROOT / "steps" / "code" / "evaluate.py"
 
 
-def run_script(python: str, script: Path, base: Path, args: list[str]) -> dict:
-    """The script under the processing contract in ``base``; everything it wrote, with ``base``
-    masked in messages so that two runs compare."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(MLPIPE_PROCESSING_DIR=str(base), PYTHONNOUSERSITE="1")
-    proc = subprocess.run([python, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+# Runs a step script with its stderr in a file of its own (a forked job's output is one log).
+_SEPARATE_STDERR = (
+    "import os, runpy, sys\n"
+    "err = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)\n"
+    "os.dup2(err, 2)\n"
+    "sys.stderr = open(2, 'w', buffering=1, closefd=False)\n"
+    "script = sys.argv[2]\n"
+    "sys.argv = [script, *sys.argv[3:]]\n"
+    "sys.path[0] = os.path.dirname(script)\n"
+    "runpy.run_path(script, run_name='__main__')\n")
+
+
+def run_script(environment: envs.Environment | None, script: Path, base: Path, args: list[str]) -> dict:
+    """The script under the processing contract in ``base``, forked from the warm server of
+    ``environment`` (None: mlpipe's own), as `mlpipe run` (--exact) runs it; everything it
+    wrote, with ``base`` masked in messages so that two runs compare."""
+    from workflows.local.worker import Job, Workers
+
+    logs = base.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    wrapper = logs / "separate_stderr.py"
+    wrapper.write_text(_SEPARATE_STDERR)
+    job = Job(cwd=str(base), log=str(logs / "stdout.txt"), script=str(wrapper),
+              argv=[str(logs / "stderr.txt"), str(script), *args],
+              env={"MLPIPE_PROCESSING_DIR": str(base), "PYTHONNOUSERSITE": "1"})
+    code, _ = Workers().run(job, timeout=300, interpreter=environment.interpreter() if environment else None)
+    stdout, stderr = ((logs / name).read_text() if (logs / name).is_file() else "" for name in ("stdout.txt", "stderr.txt"))
     files = {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*"))
              if p.is_file() and "input" not in p.relative_to(base).parts[:1] and p.parts[-2] != "model"}
-    return {"exit": proc.returncode, "stdout": proc.stdout.replace(str(base), "BASE"),
-            "stderr": proc.stderr.replace(str(base), "BASE"), "files": files}
+    return {"exit": code, "stdout": stdout.replace(str(base), "BASE"),
+            "stderr": stderr.replace(str(base), "BASE"), "files": files}
 
 
 def both(tmp_path: Path, environment: envs.Environment, script: Path, inputs: dict[str, bytes],
@@ -50,12 +69,13 @@ def both(tmp_path: Path, environment: envs.Environment, script: Path, inputs: di
     if reason:
         pytest.skip(reason)
     out = []
-    for python, name in ((str(environment.python), "image"), (sys.executable, "local")):
+    for env, name in ((environment, "image"), (None, "local")):
         base = tmp_path / name / "job"
         for rel, data in inputs.items():
             (base / rel).parent.mkdir(parents=True, exist_ok=True)
             (base / rel).write_bytes(data)
-        out.append(run_script(python, script, base, args))
+        base.mkdir(parents=True, exist_ok=True)
+        out.append(run_script(env, script, base, args))
     image, local = out
     assert "Traceback" not in image["stderr"] + local["stderr"], image["stderr"] + local["stderr"]
     assert (image["exit"], image["stderr"], image["stdout"]) == (local["exit"], local["stderr"], local["stdout"])

@@ -546,7 +546,7 @@ def test_reading_a_channel_survives_other_processes_churning_tmp(tmp_path):
     worker = threading.Thread(target=churn)
     worker.start()
     try:
-        for _ in range(200):
+        for _ in range(120):  # without the fix about 1 load in 19 failed: 6 expected here
             assert algo.read_dmatrix([channel]).num_row() == 50
     finally:
         stop.set()

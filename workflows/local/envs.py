@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -280,20 +280,26 @@ class Environment:
         return f"{self.hash}+{self.code_commit()}+{hashlib.sha256(XGBOOST_DRIVER.read_bytes()).hexdigest()[:16]}"
 
     def run_driver(self, command: str, request: dict, timeout: float = 600) -> dict:
-        """``xgboost_driver.py COMMAND`` in this environment: ``request`` in as JSON on stdin, the
-        answer back as JSON (its stderr under "log")."""
-        env = {**_clean_environ(), **dict(self.image.environ), "PYTHONPATH": os.pathsep.join(self.code_paths()),
-               "PYTHONHASHSEED": str(request.get("pythonhashseed", 0))}
-        env = {k: v for k, v in env.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
+        """``xgboost_driver.py COMMAND`` in this environment, forked from its warm server (one per
+        process, started with PYTHONHASHSEED=0, so the many calls of a fidelity check pay the
+        imports once): ``request`` in as JSON, the answer back as JSON (its output under "log")."""
+        from workflows.local.worker import Job, Workers
+
+        it = self.interpreter()
+        it = replace(it, environ=tuple(sorted({**dict(it.environ), "PYTHONHASHSEED": "0"}.items())))
+        unset = {k: None for k, _ in it.environ if k.startswith(("SM_", "SAGEMAKER_"))}
         with tempfile.TemporaryDirectory(prefix="mlpipe-driver-") as tmp:
-            answer = Path(tmp) / "answer.json"
-            proc = subprocess.run([str(self.python), str(XGBOOST_DRIVER), command, str(answer)], env=env,
-                                  input=json.dumps(request), capture_output=True, text=True, timeout=timeout)
-            if proc.returncode or not answer.is_file():
-                raise RuntimeError(f"the container code failed ({command}, exit {proc.returncode}):\n"
-                                   f"{proc.stderr[-4000:]}")
+            work = Path(tmp)
+            (work / "request.json").write_text(json.dumps(request))
+            answer, log = work / "answer.json", work / "log.txt"
+            job = Job(cwd=tmp, log=str(log), script=str(XGBOOST_DRIVER), env=unset,
+                      argv=[command, str(answer), str(work / "request.json")])
+            code, _ = Workers().run(job, timeout=timeout, interpreter=it)
+            output = log.read_text(errors="replace") if log.is_file() else ""
+            if code or not answer.is_file():
+                raise RuntimeError(f"the container code failed ({command}, exit {code}):\n{output[-4000:]}")
             doc = json.loads(answer.read_text())
-        doc["log"] = proc.stderr
+        doc["log"] = output
         return doc
 
 

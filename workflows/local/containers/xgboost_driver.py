@@ -170,7 +170,11 @@ def main():
     if sys.argv[1:] == ["stage"]:
         sys.exit(stage())
     command, answer_path = sys.argv[1], sys.argv[2]
-    request = json.loads(sys.stdin.read() or "{}")
+    if len(sys.argv) > 3:  # the request's file (a forked job has no stdin of its own)
+        with open(sys.argv[3]) as f:
+            request = json.load(f)
+    else:
+        request = json.loads(sys.stdin.read() or "{}")
     answer = COMMANDS[command](request)
     with open(answer_path, "w") as f:
         json.dump(answer, f)
