@@ -114,6 +114,7 @@ def _in_process(argv: list[str], env: dict, cwd: Path) -> subprocess.CompletedPr
     import traceback
 
     from workflows.cli.main import main
+    from workflows.local.forkserver import exit_status
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
@@ -124,9 +125,7 @@ def _in_process(argv: list[str], env: dict, cwd: Path) -> subprocess.CompletedPr
             try:
                 code = main(argv)
             except SystemExit as exc:  # argparse
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-                if not isinstance(exc.code, (int, type(None))):
-                    print(exc.code, file=sys.stderr)
+                code = exit_status(exc)
             except BaseException:
                 traceback.print_exc()
                 code = 1

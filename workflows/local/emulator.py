@@ -21,6 +21,7 @@ import time
 import types
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 from workflows.local.store import locked, read_json, tail, write_json
 
@@ -104,7 +105,7 @@ class LocalAws:
             pass
 
 
-def serve(state_file: str, port_file: str) -> int:
+def serve(state_file: str, port_file: str) -> NoReturn:
     """The emulator process: moto on a free port, the saved parameters loaded and SSM's backend
     built (about a second on its first request), then the port announced; serves until killed."""
     import logging

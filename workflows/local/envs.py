@@ -286,13 +286,13 @@ class Environment:
         from workflows.local.worker import Job, Workers
 
         it = self.interpreter()
-        it = replace(it, environ=tuple(sorted({**dict(it.environ), "PYTHONHASHSEED": "0"}.items())))
-        unset = {k: None for k, _ in it.environ if k.startswith(("SM_", "SAGEMAKER_"))}
+        environ = {k: v for k, v in it.environ if not k.startswith(("SM_", "SAGEMAKER_"))}
+        it = replace(it, environ=tuple(sorted({**environ, "PYTHONHASHSEED": "0"}.items())))
         with tempfile.TemporaryDirectory(prefix="mlpipe-driver-") as tmp:
             work = Path(tmp)
             (work / "request.json").write_text(json.dumps(request))
             answer, log = work / "answer.json", work / "log.txt"
-            job = Job(cwd=tmp, log=str(log), script=str(XGBOOST_DRIVER), env=unset,
+            job = Job(cwd=tmp, log=str(log), script=str(XGBOOST_DRIVER),
                       argv=[command, str(answer), str(work / "request.json")])
             code, _ = Workers().run(job, timeout=timeout, interpreter=it)
             output = log.read_text(errors="replace") if log.is_file() else ""

@@ -18,6 +18,15 @@ from typing import Any
 from workflows.local.worker import LATER, Job, _frames, _kill_group, _send
 
 
+def exit_status(exc: SystemExit) -> int:
+    """The exit status the interpreter gives ``sys.exit(code)``, printing a non-integer code to
+    stderr as it does."""
+    if isinstance(exc.code, int) or exc.code is None:
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def _child(job: Job) -> None:
     """Runs in the forked process: redirect output to the stage log, apply the contract, run."""
     log = os.open(job.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -48,9 +57,7 @@ def _child(job: Job) -> None:
             result = getattr(importlib.import_module(module), func)(**job.kwargs)
             code = int(result or 0)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if not isinstance(exc.code, (int, type(None))):
-            print(exc.code, file=sys.stderr)
+        code = exit_status(exc)
     except BaseException:
         traceback.print_exc()
         code = 1

@@ -2,7 +2,7 @@
 ``src/`` and the stand-ins of ``stubs/`` on the path. Not imported by mlpipe.
 
   python xgboost_driver.py stage                  # a training stage of `mlpipe run --exact`
-  python xgboost_driver.py COMMAND ANSWER_JSON  < request.json
+  python xgboost_driver.py COMMAND ANSWER_JSON REQUEST_JSON
 
 stage    the training job under the SageMaker contract (SM_CHANNEL_*, SM_MODEL_DIR,
          SM_INPUT_CONFIG_DIR/hyperparameters.json), as the container's training.py
@@ -169,12 +169,9 @@ COMMANDS = {"train": train, "predict": predict, "resave": resave, "metrics": met
 def main():
     if sys.argv[1:] == ["stage"]:
         sys.exit(stage())
-    command, answer_path = sys.argv[1], sys.argv[2]
-    if len(sys.argv) > 3:  # the request's file (a forked job has no stdin of its own)
-        with open(sys.argv[3]) as f:
-            request = json.load(f)
-    else:
-        request = json.loads(sys.stdin.read() or "{}")
+    command, answer_path, request_path = sys.argv[1:4]  # a forked job has no stdin of its own
+    with open(request_path) as f:
+        request = json.load(f)
     answer = COMMANDS[command](request)
     with open(answer_path, "w") as f:
         json.dump(answer, f)
