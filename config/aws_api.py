@@ -8,20 +8,21 @@ updated. Each model is loaded once, lazily, on first use; importing this module 
 ``validate_request`` checks a whole request against an operation's input shape: botocore's own
 ``ParamValidator`` (required members, unknown members, types, minimums) plus what it leaves to
 the service (maximums, enums and ``pattern``), so a request AWS would refuse is refused first.
+Which allowed values to suggest for a refused one is ``suggest.py``'s business.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from config.cachedir import cache_root
+from config.suggest import closest
 
 # The instance-type enum of each SageMaker API, by what the config calls it.
 INSTANCE_TYPE_SHAPES: dict[str, str] = {
@@ -189,28 +190,6 @@ def instance_types(api: str) -> tuple[str, ...]:
     return enum_values("sagemaker", name)
 
 
-def training_instance_types() -> tuple[str, ...]:
-    return instance_types("training")
-
-
-def processing_instance_types() -> tuple[str, ...]:
-    return instance_types("processing")
-
-
-def transform_instance_types() -> tuple[str, ...]:
-    return instance_types("transform")
-
-
-def endpoint_instance_types() -> tuple[str, ...]:
-    return instance_types("endpoint")
-
-
-@functools.lru_cache(maxsize=None)
-def all_instance_types() -> frozenset[str]:
-    """Every instance type any of the four APIs accepts."""
-    return frozenset(t for api in INSTANCE_TYPE_SHAPES for t in instance_types(api))
-
-
 @functools.lru_cache(maxsize=None)
 def regions(service: str = "sagemaker") -> tuple[str, ...]:
     """Regions where ``service`` has an endpoint, in every partition (aws, aws-cn, aws-us-gov,
@@ -230,51 +209,6 @@ def regions(service: str = "sagemaker") -> tuple[str, ...]:
     names = _cached(f"{service}.regions.json", build,
                     lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value))
     return tuple(names)
-
-
-def closest(value: str, choices: Iterable[str], n: int = 5) -> list[str]:
-    """Up to ``n`` of ``choices`` nearest to ``value`` (for "did you mean" fixes)."""
-    choices = list(choices)
-    near = difflib.get_close_matches(value, choices, n=n, cutoff=0.6)
-    if len(near) < n:
-        near += [c for c in difflib.get_close_matches(value, choices, n=n, cutoff=0.0) if c not in near]
-    return near[:n]
-
-
-_SIZE = re.compile(r"^ml\.(?P<family>[a-z0-9-]+)\.(?P<size>[a-z0-9-]+)$")
-_SIZES = ["nano", "micro", "small", "medium", "large", "xlarge"]
-_USUAL = ("ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge", "ml.m5.2xlarge", "ml.c5.2xlarge", "ml.r5.xlarge")
-
-
-def _size_rank(size: str) -> float:
-    if size in _SIZES:
-        return _SIZES.index(size)
-    m = re.match(r"^(\d+)xlarge$", size)
-    if m:
-        return len(_SIZES) + int(m[1])
-    return 1000.0 if size == "metal" else _SIZES.index("xlarge")  # an unknown size: the usual one
-
-
-def closest_instance_types(value: str, allowed: Iterable[str], n: int = 5) -> list[str]:
-    """Up to ``n`` of ``allowed`` most like ``value``: the same family in the nearest sizes,
-    then the same size in other families of its kind, then the usual general-purpose types."""
-    allowed = sorted(set(allowed))
-    m = _SIZE.match(value)
-    picks: list[str] = []
-    if m:
-        family, size = m["family"], m["size"]
-        same_family = [t for t in allowed if _SIZE.match(t) and _SIZE.match(t)["family"] == family]
-        picks += sorted(same_family, key=lambda t: abs(_size_rank(_SIZE.match(t)["size"]) - _size_rank(size)))
-        kind = re.match(r"^[a-z]*", family)[0]
-        same_kind = [t for t in allowed if t not in picks and _SIZE.match(t) and kind
-                     and re.match(r"^[a-z]*", _SIZE.match(t)["family"])[0] == kind
-                     and _SIZE.match(t)["size"] == size]
-        picks += sorted(same_kind, key=lambda t: -difflib.SequenceMatcher(None, value, t).ratio())
-        if size in {"large", "xlarge", "2xlarge"}:
-            picks += [t for t in _USUAL if t in allowed and t not in picks and t.endswith(f".{size}")]
-    picks += [t for t in _USUAL if t in allowed and t not in picks]
-    picks += [t for t in closest(value, allowed, n) if t not in picks]
-    return picks[:n]
 
 
 # --- patterns ----------------------------------------------------------------------------------

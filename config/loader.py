@@ -1,4 +1,8 @@
-"""Load a config file (YAML or JSON), apply environment overrides, and validate it.
+"""Load a config file (YAML or JSON), apply overrides, and validate it.
+
+Overrides are applied here only: the ``MLPIPE_*`` environment variables and a command's dotted
+settings (``apply_overrides``, before validation), and a local run's data options
+(``apply_data_options``, on the validated config).
 
 Every failure becomes a ``ConfigError`` naming the file, the field path and what is expected.
 """
@@ -10,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from config.errors import ConfigError
+from config.errors import ConfigError, UserError
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 DEFAULT_CONFIG = EXAMPLES / "quickstart.yaml"
@@ -58,9 +62,9 @@ def read_document(path: Path) -> dict[str, Any]:
 
 def apply_overrides(doc: dict[str, Any], env: Mapping[str, str],
                     overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The one path by which a config is overridden: the ``MLPIPE_*`` environment variables,
-    then explicit dotted ``overrides`` from a command (e.g. ``{"aws.account_id": ...}``, what
-    deploy learns from the caller's credentials). The file's own document stays untouched."""
+    """A config document overridden by the ``MLPIPE_*`` environment variables, then by explicit
+    dotted ``overrides`` from a command (e.g. ``{"aws.account_id": ...}``, what deploy learns
+    from the caller's credentials). The file's own document stays untouched."""
     doc = json.loads(json.dumps(doc))  # deep copy
     settings = [(var, path, env.get(var)) for var, path in ENV_OVERRIDES.items()]
     settings += [(name, tuple(name.split(".")), value) for name, value in (overrides or {}).items()]
@@ -73,6 +77,58 @@ def apply_overrides(doc: dict[str, Any], env: Mapping[str, str],
                     raise ConfigError(f"cannot apply {origin}: {'.'.join(path[:-1])} is not a mapping")
             node[path[-1]] = value
     return doc
+
+
+def _index_or_name(value: str) -> int | str:
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def apply_data_options(config, *, input_data: str | None = None, target: str | None = None,
+                       delimiter: str | None = None, header: bool | None = None,
+                       categorical: list[str] | None = None, problem_type: str | None = None):
+    """A validated config with a local run's data options in its ``data`` section (``--input``,
+    ``--target``, ``--delimiter``, ``--header``/``--no-header``, ``--categorical``,
+    ``--problem-type``), validated again; the config itself when none is given.
+
+    ``input_data`` (``--input``) replaces the data: the file's own reading options (``local``,
+    column names, header, delimiter, categorical columns) no longer apply, so ``target`` is
+    required. Without it the options adjust the configured data. A ``UserError`` (exit 2) says
+    what is missing."""
+    data = config.data
+    if not (input_data or target is not None or delimiter or header is not None or categorical or problem_type):
+        return config
+    if data is None:
+        raise UserError("this pipeline has no data section, so --input/--target cannot replace it",
+                        source=str(config._source), field="data")
+    if input_data and target is None:
+        raise UserError("--input needs --target NAME_OR_INDEX (the column to predict)")
+    columns = [_index_or_name(c) for c in categorical] if categorical else None
+    changes: dict[str, Any]
+    if input_data:
+        changes = {"local": None, "target": _index_or_name(target), "header": header, "delimiter": delimiter,
+                   "column_names": None, "categorical": columns}
+    else:
+        changes = {}
+        if target is not None:
+            changes["target"] = _index_or_name(target)
+        if header is not None:
+            changes["header"] = header
+        if delimiter:
+            changes["delimiter"] = delimiter
+        if columns:
+            changes["categorical"] = columns
+    if problem_type:
+        changes["problem_type"] = problem_type
+    if isinstance(changes.get("target"), str) and changes.get("header") is False:
+        raise UserError("a target given by name needs a header row", fix="drop --no-header, or give the column index")
+    doc = config.model_dump(mode="json", by_alias=True)
+    doc["data"] = {**data.model_dump(mode="json"), **changes}
+    if doc["data"].get("header") is None and isinstance(doc["data"]["target"], str):
+        doc["data"]["header"] = True
+    source = config._source
+    config = validate_document(doc, f"{source} (with command-line data options)")
+    config._source = source
+    return config
 
 
 def _stage_kinds() -> tuple[str, ...]:

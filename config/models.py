@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 # AWS's own limits (instance types, name patterns, ranges, regions) come from the API models
 # botocore ships, through config.aws_api; nothing there is loaded until a check needs it.
-from config import aws_api
+from config import aws_api, suggest
 from config.values import (  # noqa: F401  (FieldError and is_reference are re-exported)
     EndpointInstanceType, FieldError, InferenceInstanceType, InstanceType, ParamOr, ProcessingInstanceType,
     RoleArn, S3Uri, Scalar, ScheduleExpression, TimeZone, TrainingInstanceType, TransformInstanceType,
@@ -61,7 +61,7 @@ class AwsSettings(Strict):
         if v is not None:
             known = aws_api.regions("sagemaker")
             if v not in known:
-                near = aws_api.closest(v, known, 4)
+                near = suggest.closest(v, known, 4)
                 raise FieldError(
                     f"{v!r} is not an AWS region where SageMaker is available (botocore's endpoint data)",
                     fix=f"use one of {', '.join(near)}, ... (if the region is new, upgrade botocore)")

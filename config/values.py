@@ -13,7 +13,7 @@ from typing import Annotated, Union
 
 from pydantic import AfterValidator
 
-from config import aws_api
+from config import aws_api, suggest
 
 
 class FieldError(ValueError):
@@ -115,7 +115,7 @@ def instance_type(value: str, apis: tuple[str, ...] = _ALL_APIS, label: str = "S
                    f"it is valid only for {', '.join(elsewhere)}")
     else:
         message = f"{value!r} is not a known SageMaker instance type (not in botocore's {shapes})"
-    near = aws_api.closest_instance_types(value, allowed)
+    near = suggest.closest_instance_types(value, allowed)
     raise FieldError(message, fix=f"valid {label} instance types include {', '.join(near)}, ...")
 
 
@@ -130,7 +130,7 @@ def api_string(value: str, service: str, operation: str, member: str, what: str)
     enum = aws_api.enum_values(service, shape)
     if enum:
         if value not in enum:
-            near = aws_api.closest(value, enum, 3)
+            near = suggest.closest(value, enum, 3)
             raise FieldError(f"{value!r} is not a {what}; {service} {operation} accepts {', '.join(enum)}",
                              fix=f"did you mean {near[0]!r}? (values are case-sensitive)")
         return value

@@ -39,6 +39,8 @@ class Kind:
     stage_class: type
     factory: Callable | None          # None: built by another kind's factory (the gate)
     job: str | None = None            # the SageMaker job it runs: processing | training | transform | tuning
+    runs_code: bool = False           # a script runs in its image (the pins that `mlpipe run --exact` applies)
+    cached: bool = False              # the local runner reuses its outputs when code, config and inputs are unchanged
     input_dirs: dict[str, str] | None = None   # fixed container paths of named inputs (processing jobs)
     output_dirs: dict[str, str] | None = None  # fixed container paths of named outputs (processing jobs)
 
@@ -69,18 +71,18 @@ def _factories():
 def _kinds() -> dict[str, Kind]:
     f = _factories()
     return {k.name: k for k in (
-        Kind("processing", spec.ProcessingStage, f["processing"], job="processing"),
-        Kind("training", spec.TrainingStage, f["training"], job="training"),
-        Kind("evaluation", spec.EvaluationStage, f["evaluation"], job="processing",
+        Kind("processing", spec.ProcessingStage, f["processing"], job="processing", runs_code=True, cached=True),
+        Kind("training", spec.TrainingStage, f["training"], job="training", runs_code=True, cached=True),
+        Kind("evaluation", spec.EvaluationStage, f["evaluation"], job="processing", runs_code=True, cached=True,
              input_dirs={"model": f"{PROCESSING}/model", "test": f"{PROCESSING}/test"}),
         Kind("gate", spec.GateStage, None),
         Kind("model", spec.ModelStage, f["model"]),
         Kind("register", spec.RegisterStage, f["register"]),
         Kind("approval", spec.ApprovalStage, f["approval"]),
         Kind("endpoint", spec.EndpointStage, f["endpoint"]),
-        Kind("transform", spec.TransformStage, f["transform"], job="transform"),
+        Kind("transform", spec.TransformStage, f["transform"], job="transform", cached=True),
         Kind("lambda", spec.LambdaStage, f["lambda"]),
-        Kind("tuning", spec.TuningStage, f["tuning"], job="tuning"),
+        Kind("tuning", spec.TuningStage, f["tuning"], job="tuning", runs_code=True, cached=True),
         # Model Monitor's analyzer reads the dataset here and writes both files to one output
         # (the sagemaker SDK's DefaultModelMonitor.suggest_baseline paths)
         Kind("baseline", spec.BaselineStage, f["baseline"], job="processing",

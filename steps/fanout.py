@@ -23,7 +23,6 @@ from steps.items import FanOut, Item
 from steps.spec import ItemRef, OutputRef, ParamRef, PipelineSpec, Stage
 
 KEY_LENGTH = 8
-JOB_PREFIX = 26   # naming.job_prefix's limit: <prefix>-<32-char hash>-<2 digits> fits SageMaker's 63
 
 
 def keys(values: list[str]) -> list[str]:
@@ -38,13 +37,9 @@ def keys(values: list[str]) -> list[str]:
     return [f"i{n:0{width}d}" for n in range(1, len(values) + 1)]
 
 
-def package_group(base: str, key: str) -> str:
-    return naming.safe_name(base, key, limit=63)
-
-
 def make_items(values: list[str], registers: dict[str, str] | None = None) -> tuple[Item, ...]:
     """Items for values; ``registers`` (register stage -> its group) gives one group per item."""
-    return tuple(Item(v, k, {r: package_group(g, k) for r, g in (registers or {}).items()})
+    return tuple(Item(v, k, {r: naming.item_package_group(g, k) for r, g in (registers or {}).items()})
                  for v, k in zip(values, keys(values)))
 
 
@@ -178,7 +173,7 @@ def job_prefix(spec: PipelineSpec, stage: str) -> str:
     if not keyed(spec, stage):
         return naming.job_prefix(spec.name, stage)
     longest = max(len(i.key) for i in spec.fanout.items)
-    return naming.safe_name(spec.name, stage, limit=JOB_PREFIX - 1 - longest)
+    return naming.member_job_prefix(spec.name, stage, longest)
 
 
 def package_groups(spec: PipelineSpec) -> list[str]:

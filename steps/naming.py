@@ -22,10 +22,30 @@ def safe_name(*parts: str, limit: int) -> str:
     return f"{name[: limit - 7].rstrip('-')}-{digest}"
 
 
+_JOB_PREFIX = 26   # <prefix>-<32-char hash>-<2 digits> fits SageMaker's 63
+
+
 def job_prefix(pipeline: str, stage: str) -> str:
     """Static head of a SageMaker job name; the state machine appends a 32-char execution hash
     and the attempt number, and SageMaker allows 63 characters in all."""
-    return safe_name(pipeline, stage, limit=26)
+    return safe_name(pipeline, stage, limit=_JOB_PREFIX)
+
+
+def member_job_prefix(pipeline: str, stage: str, key_length: int) -> str:
+    """A fan-out member's job prefix: its names carry the item's key (at most ``key_length``
+    characters) and a dash after the head, so the head is shorter by that much."""
+    return safe_name(pipeline, stage, limit=_JOB_PREFIX - 1 - key_length)
+
+
+def endpoint_config_prefix(pipeline: str, stage: str) -> str:
+    """Static head of an endpoint stage's endpoint config, made once per run."""
+    return job_prefix(pipeline, f"{stage}-cfg")
+
+
+def model_name(pipeline: str, stage: str) -> str:
+    """The SageMaker target's model for a model stage (the Step Functions target names one per
+    run: ``job_prefix`` and the execution's hash)."""
+    return safe_name(pipeline, stage, limit=63)
 
 
 def state_machine_name(pipeline: str) -> str:
@@ -60,6 +80,11 @@ def model_package_group(pipeline: str) -> str:
     return safe_name("mlpipe", pipeline, limit=63)
 
 
+def item_package_group(group: str, key: str) -> str:
+    """A fan-out item's own model package group: the register stage's group and the item's key."""
+    return safe_name(group, key, limit=63)
+
+
 def endpoint_name(pipeline: str) -> str:
     return safe_name("mlpipe", pipeline, limit=63)
 
@@ -68,8 +93,30 @@ def log_group_name(pipeline: str) -> str:
     return f"/aws/vendedlogs/states/{safe_name('mlpipe', pipeline, limit=200)}"
 
 
+def function_log_group(function: str) -> str:
+    """Where Lambda writes a function's logs."""
+    return f"/aws/lambda/{function}"
+
+
 def queue_name(pipeline: str) -> str:
     return safe_name("mlpipe", pipeline, "schedule-dlq", limit=80)
+
+
+def name_prefix(pipeline: str) -> str:
+    """The head every ``mlpipe-<pipeline>-...`` name starts with (what a redeploy prunes)."""
+    return safe_name("mlpipe", pipeline, limit=10_000) + "-"
+
+
+def policy_prefix(target: str) -> str:
+    """Inline policies only one target needs start with this; deploy of that target prunes them."""
+    return f"mlpipe-{target}-"
+
+
+def policy_name(purpose: str, target: str | None = None) -> str:
+    """An inline policy on a role: ``mlpipe-<purpose>`` when both targets use it, else
+    ``mlpipe-<target>-<purpose>`` (``policy_prefix``), so deploying one target never removes the
+    other's."""
+    return f"{policy_prefix(target)}{purpose}" if target else f"mlpipe-{purpose}"
 
 
 def deployer_function_name(pipeline: str, stage: str) -> str:
@@ -158,6 +205,10 @@ class Arns:
     def function(self, name: str) -> str:
         return f"arn:{self.p}:lambda:{self.region}:{self.account}:function:{name}"
 
+    def function_logs(self, name: str) -> str:
+        """A function's log group and its streams (what its role writes to)."""
+        return self.log_group(function_log_group(name)) + ":*"
+
     def topic(self) -> str:
         return f"arn:{self.p}:sns:{self.region}:{self.account}:{topic_name(self.pipeline)}"
 
@@ -191,8 +242,9 @@ class Arns:
     def log_group(self, name: str) -> str:
         return f"arn:{self.p}:logs:{self.region}:{self.account}:log-group:{name}"
 
-    def bucket(self) -> str:
-        return f"arn:{self.p}:s3:::{self.bucket_name}"
+    def bucket(self, name: str = "") -> str:
+        """The pipeline's bucket, or the bucket ``name`` (e.g. the one a fan-out lists)."""
+        return f"arn:{self.p}:s3:::{name or self.bucket_name}"
 
     def objects(self, *sub: str) -> str:
         path = "/".join(p for p in (self.prefix, *sub) if p)
@@ -206,6 +258,19 @@ class Arns:
 
     def root(self) -> str:
         return f"arn:{self.p}:iam::{self.account}:root"
+
+    def ecr_repositories(self) -> str:
+        """Every ECR repository in the region, any account: SageMaker's algorithm and framework
+        images live in AWS-owned accounts that vary by region."""
+        return f"arn:{self.p}:ecr:{self.region}:*:repository/*"
+
+    def integration(self, service: str, api: str) -> str:
+        """A Step Functions optimized integration (``sns``, ``publish.waitForTaskToken``)."""
+        return f"arn:{self.p}:states:::{service}:{api}"
+
+    def sdk_integration(self, service: str, api: str) -> str:
+        """A Step Functions AWS SDK integration (``s3``, ``getObject``)."""
+        return self.integration(f"aws-sdk:{service}", api)
 
 
 def tuning_job_prefix(pipeline: str, stage: str) -> str:

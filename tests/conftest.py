@@ -1,5 +1,6 @@
-"""Shared fixtures: repo on sys.path, the real abalone data when present, statelint, an
-offline guard, and a moto server on 127.0.0.1."""
+"""Shared fixtures and helpers: repo on sys.path, the real abalone data when present, statelint, an
+offline guard, a moto server on 127.0.0.1, golden files, the CLI, config documents, pipeline
+steps and free ports."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -88,6 +90,36 @@ def check_golden(path: Path, actual: str) -> None:
         path.write_text(actual)
     assert path.is_file(), f"missing golden file {path}; regenerate on purpose: {REGENERATE}"
     assert actual == path.read_text(), f"{path} differs; if the change is intended, regenerate: {REGENERATE}"
+
+
+def stage_named(doc: dict, name: str) -> dict:
+    """The stage called ``name`` in a config document (the parsed YAML, not the model)."""
+    return next(s for s in doc["stages"] if s["name"] == name)
+
+
+def changed_config(tmp_path: Path, change, config: Path = EXAMPLES / "abalone.yaml") -> Path:
+    """``config`` with ``change(doc)`` applied to its document, written as ``tmp_path/bad.yaml``."""
+    doc = yaml.safe_load(config.read_text())
+    change(doc)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def all_steps(steps: list[dict]):
+    """Every step of a SageMaker pipeline definition's ``Steps``, a Condition's IfSteps and
+    ElseSteps included (depth first)."""
+    for step in steps:
+        yield step
+        args = step.get("Arguments") if isinstance(step.get("Arguments"), dict) else {}
+        yield from all_steps(args.get("IfSteps", []) + args.get("ElseSteps", []))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli(*argv: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300,

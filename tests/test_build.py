@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from asl_eval import evaluate
-from conftest import EXAMPLES, GOLDEN, ROOT, check_golden, run_cli, statelint
+from conftest import EXAMPLES, GOLDEN, ROOT, all_steps, check_golden, run_cli, statelint
 
 from steps import pipeline
 from steps.pipeline import load_spec
@@ -65,18 +65,10 @@ def test_build_cli_offline_all_targets_is_deterministic(tmp_path):
         assert f"assets/{asset['key']}" in files
 
 
-def _all_steps(steps):
-    for step in steps:
-        yield step
-        if step["Type"] == "Condition":
-            yield from _all_steps(step["Arguments"]["IfSteps"])
-            yield from _all_steps(step["Arguments"]["ElseSteps"])
-
-
 @pytest.mark.parametrize("name", ["abalone", "quickstart"])
 def test_sagemaker_pipeline_has_every_kind(rendered, name):
     definition = json.loads(rendered[name][PIPELINE_FILE])
-    types = {s["Type"] for s in _all_steps(definition["Steps"])}
+    types = {s["Type"] for s in all_steps(definition["Steps"])}
     assert {"Processing", "Training", "Model", "RegisterModel", "Transform", "Lambda", "Condition", "Fail"} <= types
     for p in definition["Parameters"]:
         assert "DefaultValue" in p, f"parameter {p['Name']} has no default; the pipeline could not be scheduled"
@@ -92,7 +84,7 @@ def test_pytorch_pipeline_uses_script_mode_without_uploads(rendered):
     assert re.match(r'^"s3://mlpipe-bsm-123456789012/bsm/assets/[0-9a-f]{16}/sourcedir.tar.gz"$',
                     hps["sagemaker_submit_directory"])
     assert train["Arguments"]["CheckpointConfig"]["S3Uri"] == "s3://mlpipe-bsm-123456789012/bsm/checkpoints"
-    model = next(s for s in _all_steps(definition["Steps"]) if s["Type"] == "Model")
+    model = next(s for s in all_steps(definition["Steps"]) if s["Type"] == "Model")
     assert model["Arguments"]["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
 
 
@@ -164,7 +156,7 @@ def test_targets_agree_stage_by_stage(rendered, name):
     spec = load_spec(EXAMPLES / f"{name}.yaml", env=CLEAN_ENV)
     ids = {s.name.replace("-", "_"): s.name for s in spec.stages}
     asl = asl_states(json.loads(rendered[name][STATE_MACHINE_FILE]))
-    sm = {s["Name"]: s for s in _all_steps(json.loads(rendered[name][PIPELINE_FILE])["Steps"])}
+    sm = {s["Name"]: s for s in all_steps(json.loads(rendered[name][PIPELINE_FILE])["Steps"])}
     checked = 0
     grouped = set(spec.fanout.stages) if spec.fanout else set()  # Map items vs per-item copies: test_fanout.py
     for stage in spec.stages:
@@ -453,16 +445,9 @@ def test_tuning_iam_is_scoped_and_describe_and_graph_show_it(tuned):
 
 # --- SageMaker Pipelines: retries on every job step, caching when configured --------------------
 
-def _all_steps(steps):
-    for step in steps:
-        yield step
-        args = step.get("Arguments") if isinstance(step.get("Arguments"), dict) else {}
-        yield from _all_steps(args.get("IfSteps", []) + args.get("ElseSteps", []))
-
-
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_job_step_retries_and_caches_only_when_configured(rendered, name):
-    steps = list(_all_steps(json.loads(rendered[name][PIPELINE_FILE])["Steps"]))
+    steps = list(all_steps(json.loads(rendered[name][PIPELINE_FILE])["Steps"]))
     jobs = [s for s in steps if s["Type"] in ("Processing", "Training", "Transform", "Tuning")]
     assert jobs
     for step in jobs:
@@ -482,7 +467,7 @@ def test_cache_config_comes_from_the_config(tmp_path):
     doc["cache"] = {"expire_after": "P30D"}
     path = tmp_path / "quickstart.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    steps = list(_all_steps(definition(load_spec(path, env=CLEAN_ENV), "sagemaker")["Steps"]))
+    steps = list(all_steps(definition(load_spec(path, env=CLEAN_ENV), "sagemaker")["Steps"]))
     cached = {s["Name"]: s["CacheConfig"] for s in steps if "CacheConfig" in s}
     assert set(cached) == {s["Name"] for s in steps if s["Type"] in ("Processing", "Training", "Transform")}
     assert set(map(json.dumps, cached.values())) == {json.dumps({"Enabled": True, "ExpireAfter": "P30D"})}

@@ -3,13 +3,13 @@ naming the file and the field, with exit code 2 and no traceback."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
-from conftest import EXAMPLES, run_cli
+from conftest import EXAMPLES, changed_config, run_cli, stage_named
 
 from config import ConfigError, load_config
+from config.errors import UserError
+from config.loader import apply_data_options
 from steps.pipeline import build_spec
 
 
@@ -39,53 +39,88 @@ def test_environment_overrides_aws_settings():
     assert all(a.uri.startswith("s3://other-bucket/") for a in spec.assets)
 
 
-def _mutate(tmp_path: Path, change) -> Path:
-    doc = yaml.safe_load((EXAMPLES / "abalone.yaml").read_text())
-    change(doc)
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+# --- a local run's data options (--input, --target, ...) ------------------------------------
+
+def test_no_data_option_keeps_the_config():
+    config = load_config(EXAMPLES / "quickstart.yaml", env={})
+    assert apply_data_options(config) is config
 
 
-def _stage(doc, name):
-    return next(s for s in doc["stages"] if s["name"] == name)
+def test_input_replaces_the_data_and_its_reading_options():
+    config = apply_data_options(load_config(EXAMPLES / "quickstart.yaml", env={}), input_data="own.csv",
+                                target="y", categorical=["2", "colour"])
+    data = config.data
+    assert (data.local, data.target, data.header, data.categorical, data.column_names) == (
+        None, "y", True, [2, "colour"], None)   # a target by name implies a header
+    assert config._source == (EXAMPLES / "quickstart.yaml").resolve()
+
+
+def test_data_options_without_input_adjust_the_configured_data():
+    data = apply_data_options(load_config(EXAMPLES / "quickstart.yaml", env={}), target="3", delimiter=";",
+                              problem_type="classification").data
+    assert (data.local, data.target, data.header, data.delimiter, data.categorical, data.problem_type) == (
+        "sklearn:diabetes", 3, True, ";", ["sex"], "classification")
+
+
+@pytest.mark.parametrize("options, field, message", [
+    ({"input_data": "own.csv"}, None, "--input needs --target NAME_OR_INDEX (the column to predict)"),
+    ({"target": "rings", "header": False}, None, "a target given by name needs a header row"),
+    ({"delimiter": ";;"}, "data.delimiter", "at most 1 character"),
+])
+def test_bad_data_options_are_one_clear_message(options, field, message):
+    with pytest.raises(UserError) as info:
+        apply_data_options(load_config(EXAMPLES / "abalone.yaml", env={}), **options)
+    assert (info.value.field, message in info.value.message) == (field, True), info.value.render()
+    if field:
+        assert info.value.source.endswith("abalone.yaml (with command-line data options)")
+
+
+def test_data_options_need_a_data_section(tmp_path):
+    config = load_config(changed_config(tmp_path, lambda d: d.pop("data")), env={})
+    with pytest.raises(UserError) as info:
+        apply_data_options(config, target="rings")
+    assert (info.value.field, info.value.message) == (
+        "data", "this pipeline has no data section, so --input/--target cannot replace it")
 
 
 BAD = {
-    "unknown field": (lambda d: _stage(d, "train").update(learning_rat=0.1), "stages[1](train).learning_rat",
+    "unknown field": (lambda d: stage_named(d, "train").update(learning_rat=0.1), "stages[1](train).learning_rat",
                       "remove this field"),
-    "wrong type": (lambda d: _stage(d, "evaluate")["gate"].update(threshold="six"),
+    "wrong type": (lambda d: stage_named(d, "evaluate")["gate"].update(threshold="six"),
                    "stages[3](evaluate).gate.threshold", "valid number"),
     "missing required field": (lambda d: d["aws"].pop("bucket"), "aws.bucket", "add this required field"),
     "malformed ARN": (lambda d: d["aws"].update(roles={"sagemaker": "arn:aws:iam::12:role/x"}),
                       "aws.roles.sagemaker", "not an IAM role ARN"),
     "malformed S3 URI": (lambda d: d["trigger"].update(s3_prefix="https://bucket/x"), "trigger.s3_prefix",
                          "not an S3 URI"),
-    "unknown instance type": (lambda d: _stage(d, "train").update(instance_type="ml.m5.huge"),
+    "unknown instance type": (lambda d: stage_named(d, "train").update(instance_type="ml.m5.huge"),
                               "stages[1](train).instance_type", "not a known SageMaker instance type"),
     "bad schedule expression": (lambda d: d["schedule"].update(expression="every monday"), "schedule.expression",
                                 "not a schedule expression"),
-    "dangling reference": (lambda d: _stage(d, "train")["inputs"].update(train="prep.train"), "stages",
-                           "names no stage"),
-    "undeclared parameter": (lambda d: _stage(d, "train").update(instance_count="$Nope"), "stages",
-                             "names no declared parameter"),
+    "dangling reference": (lambda d: stage_named(d, "train")["inputs"].update(train="prep.train"),
+                           "stages[1](train).inputs.train: 'prep.train' names no stage", "names no stage"),
+    "dangling model reference": (lambda d: stage_named(d, "evaluate").update(model="nope.model"),
+                                 "stages[3](evaluate).model: 'nope.model' names no stage", "names no stage"),
+    "undeclared parameter": (lambda d: stage_named(d, "train").update(instance_count="$Nope"),
+                             "stages[1](train).instance_count: '$Nope'", "names no declared parameter"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_config_is_one_clear_message(tmp_path, case):
     change, field, text = BAD[case]
-    path = _mutate(tmp_path, change)
+    path = changed_config(tmp_path, change)
     with pytest.raises(ConfigError) as err:
         load_config(path)
     message = err.value.render()
     assert str(path) in message and field in message and text in message, message
+    assert "(top level)" not in message and "stages.1" not in message and "stages.3" not in message, message
 
 
 @pytest.mark.parametrize("case", ["unknown field", "malformed ARN", "bad schedule expression"])
 def test_bad_config_exits_2_without_traceback(tmp_path, case):
     change, field, text = BAD[case]
-    path = _mutate(tmp_path, change)
+    path = changed_config(tmp_path, change)
     proc = run_cli("build", "--config", str(path), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -98,6 +133,8 @@ def test_malformed_yaml_and_missing_file(tmp_path):
     bad.write_text("pipeline: [unclosed\n")
     proc = run_cli("build", "--config", str(bad))
     assert proc.returncode == 2 and "invalid YAML" in proc.stderr and str(bad) in proc.stderr
+    assert "<unicode string>" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: {bad}: invalid YAML") and f"in {bad}, line 2" in proc.stderr, proc.stderr
     proc = run_cli("build", "--config", str(tmp_path / "nope.yaml"))
     assert proc.returncode == 2 and "file not found" in proc.stderr
 

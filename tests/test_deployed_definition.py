@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import statelint
+from conftest import all_steps, statelint
 from moto_server import reset
-from test_build import _all_steps
 from test_deploy_cycle import client, deploy
 
 from workflows.render.asl import states as asl_states
@@ -41,7 +40,7 @@ def test_deployed_definition_holds_the_governance_stages(moto_server, capsys, ta
     else:
         sm = client(moto_server, "sagemaker")
         definition = json.loads(sm.describe_pipeline(PipelineName="mlpipe-abalone")["PipelineDefinition"])
-        steps = {s["Name"]: s for s in _all_steps(definition["Steps"])}
+        steps = {s["Name"]: s for s in all_steps(definition["Steps"])}
         assert steps["evaluate-gate"]["Type"] == "Condition" and steps["evaluate-gate-failed"]["Type"] == "Fail"
         assert steps["register-RegisterModel"]["Type"] == "RegisterModel"
         assert steps["approve"]["Type"] == "Condition"  # the registry's approval status gates deployment

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ABALONE_CSV, EXAMPLES, run_cli, statelint
+from conftest import ABALONE_CSV, EXAMPLES, all_steps, run_cli, statelint
 
 EXAMPLE = EXAMPLES / "abalone_by_sex.yaml"
 MEMBERS = ["preprocess", "train", "evaluate", "create-model", "register"]
@@ -200,17 +200,7 @@ def test_more_than_40_items_use_a_distributed_map(tmp_path):
 # --- SageMaker Pipelines ------------------------------------------------------------------------
 
 def _steps(doc: dict) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-
-    def walk(steps):
-        for s in steps:
-            out[s["Name"]] = s
-            args = s.get("Arguments")
-            if isinstance(args, dict):
-                walk(args.get("IfSteps", []))
-                walk(args.get("ElseSteps", []))
-    walk(doc["Steps"])
-    return out
+    return {s["Name"]: s for s in all_steps(doc["Steps"])}
 
 
 def test_sagemaker_copies_the_group_once_per_item(built):

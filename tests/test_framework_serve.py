@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tarfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 from steps.contract import FRAMEWORK_MODEL_ENV
 from workflows.local.serve import make_server
@@ -202,15 +201,9 @@ def test_the_renderers_and_serve_share_the_model_environment():
 
 # --- through the CLI ---------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _mlpipe_serve(model_tar: Path, runs: Path):
     """`mlpipe serve MODEL` in a subprocess, once /ping answers: (process, port)."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "workflows.cli", "serve", str(model_tar), "--port", str(port),
                              "--runs-dir", str(runs)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -4,7 +4,6 @@ the SageMaker inference contract, lineage, experiment tracking, and the PyTorch 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT, run_cli
+from conftest import EXAMPLES, ROOT, free_port, run_cli
 from test_local_run import mlpipe_run, stage_status
 
 
@@ -82,19 +81,13 @@ def test_models_approve_and_reject_commands(runs):
     assert proc.returncode == 2 and "no version 999" in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_answers_ping_and_invocations_like_the_in_process_model(runs):
     from steps.code import evaluate
 
     proc, doc = mlpipe_run(runs)
     assert proc.returncode == 0, proc.stderr
     run_dir = Path(doc["run_dir"])
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "workflows.cli", "serve", doc["run_id"], "--port", str(port),
                                "--runs-dir", str(runs)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
@@ -198,6 +191,37 @@ def test_s3_input_through_endpoint_url_records_uri_and_etag(runs, moto_server, t
     lineage = json.loads(run_cli("lineage", doc["run_id"], "--runs-dir", str(runs), "--output", "json").stdout)
     assert lineage["data"]["InputData"]["source"] == "s3://mlpipe-input-test/data/diabetes.csv"
     assert lineage["data"]["InputData"]["etag"] == etag
-    proc = run_cli("--endpoint-url", moto_server, "run", "--runs-dir", str(runs),
+    proc = run_cli("--endpoint-url", moto_server, "run", "--runs-dir", str(runs), "--output", "json",
                    "--input", "s3://mlpipe-input-test/nope.csv", "--target", "target")
     assert proc.returncode == 2 and "nope.csv" in proc.stderr and "Traceback" not in proc.stderr
+    _assert_failed_before_the_first_stage(runs, json.loads(proc.stdout)["run_id"],
+                                          "input data s3://mlpipe-input-test/nope.csv does not exist")
+
+    # Where S3 is read: the config's aws.region (the quick start's us-east-1) before AWS_REGION ...
+    proc = run_cli("--endpoint-url", moto_server, "run", "--runs-dir", str(runs), "--output", "json",
+                   "--input", "s3://mlpipe-input-test/data/diabetes.csv", "--target", "target",
+                   env={"AWS_REGION": "us-east-7", "AWS_DEFAULT_REGION": "us-east-7"})
+    assert proc.returncode == 0, proc.stderr
+    # ... and AWS_REGION when the config names none (an unknown one: the error shows it was used).
+    import yaml
+
+    config = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
+    del config["aws"]["region"]
+    no_region = tmp_path / "no-region.yaml"
+    no_region.write_text(yaml.safe_dump(config))
+    proc = run_cli("--endpoint-url", moto_server, "run", "--runs-dir", str(runs), "--output", "json",
+                   "--config", str(no_region), "--input", "s3://mlpipe-input-test/data/diabetes.csv",
+                   "--target", "target", env={"AWS_REGION": "us-east-7", "AWS_DEFAULT_REGION": "us-east-7"})
+    assert proc.returncode == 2 and "'us-east-7' is not an AWS region" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    _assert_failed_before_the_first_stage(runs, json.loads(proc.stdout)["run_id"], "'us-east-7' is not an AWS region")
+
+
+def _assert_failed_before_the_first_stage(runs: Path, run_id: str, reason: str) -> None:
+    """The run's record says Failed with the reason (never "Running" forever), and so does `runs`."""
+    stored = json.loads((runs / run_id / "run.json").read_text())
+    assert stored["status"] == "Failed" and reason in stored["error"], stored.get("error")
+    assert stored["stages"]["preprocess"]["status"] == "Failed" and reason in stored["stages"]["preprocess"]["error"]
+    assert {stored["stages"][n]["status"] for n in stored["order"][1:]} <= {"Pending", "Skipped"}
+    listed = json.loads(run_cli("runs", "--runs-dir", str(runs), "--output", "json").stdout)
+    assert [r["status"] for r in listed if r["run_id"] == run_id] == ["Failed"]

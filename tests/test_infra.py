@@ -11,18 +11,26 @@ import pytest
 
 from conftest import EXAMPLES
 
-TYPE_TO_KIND = {
-    "AWS::Logs::LogGroup": ("log group", "LogGroupName"), "AWS::SNS::Topic": ("sns topic", "TopicName"),
-    "AWS::SQS::Queue": ("sqs queue", "QueueName"), "AWS::IAM::Role": ("iam role", "RoleName"),
-    "AWS::Lambda::Function": ("lambda function", "FunctionName"),
-    "AWS::SageMaker::ModelPackageGroup": ("model package group", "ModelPackageGroupName"),
-    "AWS::StepFunctions::StateMachine": ("state machine", "StateMachineName"),
-    "AWS::StepFunctions::StateMachineAlias": ("state machine alias", "Name"),
-    "AWS::SageMaker::Pipeline": ("sagemaker pipeline", "PipelineName"),
-    "AWS::Scheduler::Schedule": ("schedule", "Name"), "AWS::Events::Rule": ("eventbridge rule", "Name"),
-}
 NOT_IN_TEMPLATE = {"s3 bucket", "code asset", "lambda package", "s3 eventbridge notifications"}
-CASES = [(c, t) for c in ("abalone", "quickstart", "bsm_pytorch") for t in ("stepfunctions", "sagemaker")]
+CASES = [(c, t) for c in sorted(p.stem for p in EXAMPLES.glob("*.yaml")) for t in ("stepfunctions", "sagemaker")]
+
+
+def _by_type() -> dict[str, tuple[str, str]]:
+    """CloudFormation type -> (the resource list's kind, the property holding the name)."""
+    from workflows.infra.cloudformation import TYPES
+
+    return {cfn_type: (kind, name_field) for kind, (cfn_type, name_field, _) in TYPES.items() if name_field}
+
+
+def _body(node) -> dict:
+    """A definition as the template holds it (a string, or Fn::Sub with the account as
+    ${AWS::AccountId}), as deploy sends it."""
+    text = node["Fn::Sub"] if isinstance(node, dict) else node
+    return json.loads(text.replace("${AWS::AccountId}", "123456789012").replace("${!", "${"))
+
+
+def test_every_example_is_a_case():
+    assert {"abalone", "abalone_by_sex", "abalone_monitored", "bsm_pytorch", "quickstart"} <= {c for c, _ in CASES}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def deployments(moto_server):
 def test_deploy_and_export_hold_the_same_resources(deployments, config, target):
     rows, _, template = deployments[config, target]
     planned = sorted((r["resource"], r["name"]) for r in rows if r["resource"] not in NOT_IN_TEMPLATE)
-    exported = []
+    exported, by_type = [], _by_type()
     for lid, res in template["Resources"].items():
         props = res["Properties"]
         if res["Type"] == "AWS::SNS::TopicPolicy":
@@ -64,7 +72,7 @@ def test_deploy_and_export_hold_the_same_resources(deployments, config, target):
             rule = template["Resources"][props["SourceArn"]["Fn::GetAtt"][0]]["Properties"]["Name"]
             exported.append(("lambda permission", f"{fn}/{rule}"))
             continue
-        kind, name_field = TYPE_TO_KIND[res["Type"]]
+        kind, name_field = by_type[res["Type"]]
         exported.append((kind, props[name_field]))
     assert planned == sorted(exported)
     assert all(r["action"] == "create" for r in rows if r["resource"] not in NOT_IN_TEMPLATE)
@@ -73,10 +81,10 @@ def test_deploy_and_export_hold_the_same_resources(deployments, config, target):
 @pytest.mark.parametrize("config, target", CASES)
 def test_key_properties_agree(deployments, config, target):
     _, listed, template = deployments[config, target]
-    by_name = {}
-    for res in template["Resources"].values():
-        if res["Type"] in TYPE_TO_KIND:
-            kind, name_field = TYPE_TO_KIND[res["Type"]]
+    resources, by_type, by_name = template["Resources"], _by_type(), {}
+    for res in resources.values():
+        if res["Type"] in by_type:
+            kind, name_field = by_type[res["Type"]]
             by_name[kind, res["Properties"][name_field]] = res["Properties"]
     for r in listed:
         if r.kind in NOT_IN_TEMPLATE or r.kind == "lambda permission":
@@ -103,10 +111,25 @@ def test_key_properties_agree(deployments, config, target):
                 sids = [s["Sid"] for s in policy["PolicyDocument"]["Statement"]]
                 assert sids == [s["Sid"] for s in r.props["policies"][policy["PolicyName"]]["Statement"]]
         elif r.kind == "state machine":
-            body = props["DefinitionString"]
-            body = body["Fn::Sub"] if isinstance(body, dict) else body
-            deployed = json.loads(r.props["definition"])
-            exported = json.loads(body.replace("${AWS::AccountId}", "123456789012").replace("${!", "${"))
-            assert exported == deployed
+            assert _body(props["DefinitionString"]) == json.loads(r.props["definition"])
+        elif r.kind == "sagemaker pipeline":
+            assert _body(props["PipelineDefinition"]["PipelineDefinitionBody"]) == json.loads(r.props["definition"])
+            assert props["PipelineDescription"] == (r.props["description"] or r.name)
+        elif r.kind == "state machine alias":
+            assert props["Description"] == r.props["description"]
+            (route,) = props["RoutingConfiguration"]
+            version = resources[route["StateMachineVersionArn"]["Ref"]]
+            assert (route["Weight"], version["Type"]) == (100, "AWS::StepFunctions::StateMachineVersion")
+            assert version["Properties"]["Description"] == r.props["version_description"]
+            machine = resources[version["Properties"]["StateMachineArn"]["Ref"]]["Properties"]
+            assert r.props["state_machine"].endswith(f":stateMachine:{machine['StateMachineName']}")
+        elif r.kind == "log group":
+            assert props["RetentionInDays"] == r.props["retention_days"]
+        elif r.kind == "sqs queue":
+            assert props["MessageRetentionPeriod"] == r.props["retention_seconds"]
+        elif r.kind == "model package group":
+            assert props["ModelPackageGroupDescription"] == r.props["description"]
         elif r.kind == "sns topic":
             assert [s["Endpoint"] for s in props.get("Subscription", [])] == r.props["emails"]
+        else:
+            pytest.fail(f"no key properties compared for a {r.kind}: add them here")

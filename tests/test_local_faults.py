@@ -1,7 +1,8 @@
 """Faults in local runs, for real: signals and SIGKILL in the middle of a stage (no process may
-outlive the run), concurrent runs in one runs directory, a tampered cache, a crash right after
-a side effect, concurrent approve/reject, damaged records, a full disk, a failing endpoint,
-huge error texts and a huge single-line CSV.
+outlive the run), a tampered cache, a crash right after (or in the middle of) a side effect,
+concurrent approve/reject, damaged records, a full disk, a failing endpoint, huge error texts
+and a huge single-line CSV. Concurrent runs in one runs directory are in
+test_concurrent_runs.py; the helpers shared with it are in local_runs.py.
 
 Every run is the real `mlpipe` CLI. Where the process itself is under test (signals, kills,
 races between processes, injected faults) it runs in a subprocess; elsewhere in this process
@@ -12,9 +13,9 @@ MLPIPE_TEST_FAULT.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,216 +24,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import EXAMPLES, ROOT, run_cli
-
-MARK = "MLPIPE_FAULT_MARKER"
-EVALUATE = ROOT / "steps/code/evaluate.py"
-
-FAULTS = r'''
-import os
-
-_fault = os.environ.get("MLPIPE_TEST_FAULT", "")
-if _fault:
-    import errno
-    import signal
-
-    if _fault == "crash-after-register-job":
-        from workflows.local import runner
-
-        _original_register = runner.LocalRun._register
-
-        def _register(self, stage, work):
-            _original_register(self, stage, work)
-            os.kill(os.getpid(), signal.SIGKILL)  # registered; nothing recorded yet
-
-        runner.LocalRun._register = _register
-    elif _fault.startswith("crash-after-rename:"):
-        _stage = _fault.split(":", 1)[1]
-        from workflows.local import store
-
-        _original_replace = store.replace_dir
-
-        def _replace_dir(src, dst):
-            _original_replace(src, dst)
-            if dst.name == _stage:
-                os.kill(os.getpid(), signal.SIGKILL)  # the stage's directory is final; run.json is not
-
-        store.replace_dir = _replace_dir
-    elif _fault.startswith("enospc:"):
-        _first, _count = map(int, _fault.split(":")[1:])
-        from workflows import files
-
-        _original_write = files.write_bytes
-        _seen = [0]
-
-        def _write_bytes(path, data):
-            if path.name == "run.json":
-                _seen[0] += 1
-                if _first <= _seen[0] < _first + _count:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-            return _original_write(path, data)
-
-        files.write_bytes = _write_bytes
-    elif _fault == "endpoint-500":
-        from workflows.local import serve
-
-        def _do_post(self):
-            self._send(500, b"simulated model server failure\n")
-
-        serve._Handler.do_POST = _do_post
-'''
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-def _env(marker: str | None = None, fault: str | None = None, faults_dir: Path | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLPIPE_TEST_FAULT",)}
-    if marker:
-        env[MARK] = marker
-    if fault:
-        env["MLPIPE_TEST_FAULT"] = fault
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(faults_dir), env.get("PYTHONPATH")) if p)
-    return env
-
-
-def mlpipe(cwd: Path, *argv: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The CLI in this process; in a subprocess when given an environment (a marker, a fault)."""
-    if env is None:
-        return run_cli(*argv, cwd=cwd)
-    return subprocess.run([sys.executable, "-m", "workflows.cli", *argv], cwd=cwd, env=env or _env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def run(cwd: Path, runs: Path, *argv: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
-    proc = mlpipe(cwd, "run", "--runs-dir", str(runs), "--output", "json", *argv, env=env)
-    try:
-        doc = json.loads(proc.stdout) if proc.stdout.strip() else None
-    except json.JSONDecodeError:
-        doc = None
-    return proc, doc
-
-
-def start(cwd: Path, runs: Path, *argv: str, env: dict) -> subprocess.Popen:
-    """`mlpipe run` in the background; its output goes to ``proc.out`` (a file)."""
-    out = cwd / f"out-{uuid.uuid4().hex[:6]}.txt"
-    with open(out, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "workflows.cli", "run", "--runs-dir", str(runs),
-                                 "--output", "json", *argv], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
-    proc.out = out
-    return proc
-
-
-def new_runs(runs: Path, before: set[str]) -> list[str]:
-    return sorted(p.parent.name for p in runs.glob("*/run.json") if p.parent.name not in before)
-
-
-def record(runs: Path, run_id: str | None = None) -> dict:
-    paths = [runs / run_id / "run.json"] if run_id else sorted(runs.glob("*/run.json"))
-    assert len(paths) == 1, paths
-    return json.loads(paths[0].read_text())
-
-
-def statuses(doc: dict) -> dict[str, str]:
-    if "stages" in doc and isinstance(doc["stages"], dict):
-        return {n: doc["stages"][n]["status"] for n in doc["order"]}
-    return {s["name"]: s["status"] for s in doc["stages"]}
-
-
-def listed(cwd: Path, runs: Path) -> dict[str, str]:
-    proc = mlpipe(cwd, "runs", "--runs-dir", str(runs), "--output", "json")
-    assert proc.returncode == 0, proc.stderr
-    return {r["run_id"]: r["status"] for r in json.loads(proc.stdout)}
-
-
-def marked_processes(marker: str) -> list[str]:
-    """Live (non-zombie) processes whose environment carries the marker."""
-    found = []
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    if psutil is not None:
-        for p in psutil.process_iter(["pid"]):
-            try:
-                if p.environ().get(MARK) == marker and p.status() != psutil.STATUS_ZOMBIE:
-                    found.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                pass
-        return found
-    needle = f"{MARK}={marker}".encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if needle in (proc / "environ").read_bytes().split(b"\0"):
-                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(f"{proc.name} {(proc / 'cmdline').read_bytes()[:120]!r}")
-        except OSError:
-            pass
-    return found
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def config_with(tmp_path: Path, name: str, evaluate_code: str) -> Path:
-    """The quick-start config whose evaluation script is ``evaluate_code`` (a file written here)."""
-    script = tmp_path / f"{name}.py"
-    script.write_text(evaluate_code)
-    doc = yaml.safe_load((EXAMPLES / "quickstart.yaml").read_text())
-    next(s for s in doc["stages"] if s["name"] == "evaluate")["code"] = str(script)
-    config = tmp_path / f"{name}.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    return config
-
-
-def slow_config(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """Evaluation sleeps (with a grandchild process) until ``flag`` exists; ``started`` says it is asleep."""
-    flag, started = tmp_path / "go-on", tmp_path / "evaluate-started"
-    code = (
-        "import os, runpy, subprocess, sys, time\n"
-        f"if not os.path.exists({str(flag)!r}):\n"
-        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-        f"    open({str(started)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
-        "    time.sleep(120)\n"
-        f"runpy.run_path({str(EVALUATE)!r}, run_name='__main__')\n")
-    return config_with(tmp_path, "slow_eval", code), flag, started
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
-
-
-def registry_versions(runs: Path, run_id: str) -> list[dict]:
-    out = []
-    for path in (runs / "registry").glob("*.json"):
-        out += [v for v in json.loads(path.read_text())["versions"] if v["run_id"] == run_id]
-    return out
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> tuple[Path, Path, dict]:
-    """A runs directory with one finished quick-start run (and a warm cache)."""
-    cwd = tmp_path_factory.mktemp("faults")
-    runs = cwd / "runs"
-    proc, doc = run(cwd, runs)
-    assert proc.returncode == 0, proc.stderr
-    return cwd, runs, doc
-
-
-@pytest.fixture(scope="module")
-def faults_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("sitecustomize")
-    (path / "sitecustomize.py").write_text(FAULTS)
-    return path
+from conftest import run_cli
+from local_runs import (  # noqa: F401  (faults_dir and shared are fixtures)
+    EVALUATE, config_with, faults_dir, listed, marked_processes, mlpipe, new_runs, record, registry_versions, run,
+    run_env, shared, slow_config, start, statuses, tree_digest, wait_for,
+)
 
 
 # --- signals and SIGKILL in the middle of a stage ------------------------------------------------
@@ -244,7 +40,7 @@ def test_signal_mid_stage_leaves_no_process_and_resume_completes(shared, tmp_pat
     config, flag, started = slow_config(tmp_path)
     marker = uuid.uuid4().hex
     known = set(new_runs(runs, set()))
-    proc = start(tmp_path, runs, "--config", str(config), env=_env(marker))
+    proc = start(tmp_path, runs, "--config", str(config), env=run_env(marker))
     try:
         wait_for(lambda: started.exists() or proc.poll() is not None, 240, "the evaluation stage to start")
         assert proc.poll() is None, proc.out.read_text()
@@ -304,31 +100,6 @@ def test_runs_in_one_process_share_the_warm_server_and_see_the_environment_of_th
         servers.append(worker._server.proc.pid)
     assert seen.read_text().split() == ["first", "second"]
     assert servers[0] == servers[1] and worker._server.alive()
-
-
-# --- concurrency ---------------------------------------------------------------------------------
-
-ROUNDS = 3  # each round races two runs (two processes) over one cache and one registry
-
-
-def test_rounds_of_two_concurrent_runs_all_succeed_and_leave_no_process_behind(tmp_path):
-    runs = tmp_path / "runs"
-    run_ids = []
-    for _ in range(ROUNDS):
-        marker = uuid.uuid4().hex
-        procs = [start(tmp_path, runs, env=_env(marker)) for _ in range(2)]
-        for p in procs:
-            assert p.wait(timeout=300) == 0, p.out.read_text()[-3000:]
-        assert not marked_processes(marker), "a fork server, a stage or an emulator outlived its run"
-        run_ids += [p.parent.name for p in runs.glob("*/run.json") if p.parent.name not in run_ids]
-    assert len(run_ids) == 2 * ROUNDS
-    for run_id in run_ids:
-        doc = record(runs, run_id)
-        assert doc["status"] == "Succeeded", (run_id, statuses(doc))
-        assert len(registry_versions(runs, run_id)) == 1
-    numbers = [v["version"] for v in json.loads((runs / "registry/mlpipe-quickstart.json").read_text())["versions"]]
-    assert sorted(numbers) == list(range(1, 2 * ROUNDS + 1))
-    assert not [p for p in (runs / ".cache").iterdir() if p.name.startswith(".")], "no temp entries left"
 
 
 # --- the cache -----------------------------------------------------------------------------------
@@ -404,7 +175,7 @@ def test_gate_threshold_and_no_cache_apply_on_resume(shared, tmp_path):
 def test_crash_after_a_side_effect_then_resume_repeats_nothing(shared, tmp_path, faults_dir, fault):
     _, runs, _ = shared
     known = set(new_runs(runs, set()))
-    proc, _ = run(tmp_path, runs, env=_env(fault=fault, faults_dir=faults_dir))
+    proc, _ = run(tmp_path, runs, env=run_env(fault=fault, faults_dir=faults_dir))
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
     [run_id] = new_runs(runs, known)
     assert listed(tmp_path, runs)[run_id] == "Interrupted"
@@ -427,6 +198,63 @@ def test_crash_after_a_side_effect_then_resume_repeats_nothing(shared, tmp_path,
         assert doc["stages"][stage].get("adopted") is True, "the finished stage was not run again"
     if deployed is not None:
         assert deploy_log.read_text() == deployed, "the endpoint was not deployed twice"
+
+
+SSM_NAME = "/mlpipe/quickstart/model-name"  # what the quick start's record-model Lambda writes
+
+
+@pytest.mark.parametrize("fault", ["crash-after-rename:record-model", "crash-after-job:record-model",
+                                   "crash-after-rename:batch-score", "crash-after-job:batch-score"])
+def test_crash_in_or_after_the_lambda_or_the_transform_then_resume_repeats_nothing(shared, tmp_path, faults_dir,
+                                                                                  fault):
+    """The Lambda stage (an SSM parameter) and the transform (a set of prediction files): a
+    SIGKILL right after the stage's directory got its final name (resume adopts it), or right
+    after its process finished, before anything was recorded or renamed (resume runs it again,
+    into a fresh work directory). Either way: one SSM value, the run's own, one set of
+    predictions, and a record that agrees with both."""
+    _, runs, first = shared
+    point, stage = fault.split(":")
+    known = set(new_runs(runs, set()))
+    argv = ["--no-cache"] if stage == "batch-score" else []  # the transform really runs (no cache hit)
+    proc, _ = run(tmp_path, runs, *argv, env=run_env(fault=fault, faults_dir=faults_dir))
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
+    [run_id] = new_runs(runs, known)
+    assert listed(tmp_path, runs)[run_id] == "Interrupted"
+    stages_dir = runs / run_id / "stages"
+    adopted = point == "crash-after-rename"
+    if adopted:
+        before = tree_digest(stages_dir / stage)
+    else:
+        assert not (stages_dir / stage).exists() and (stages_dir / f".{stage}.work").is_dir()
+
+    proc = mlpipe(tmp_path, "run", "--runs-dir", str(runs), "--output", "json", "--resume", run_id)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "Succeeded"
+    doc = record(runs, run_id)
+    assert doc["status"] == "Succeeded" and set(statuses(doc).values()) <= {"Succeeded", "Cached"}, statuses(doc)
+    entry = doc["stages"][stage]
+    assert bool(entry.get("adopted")) is adopted
+    if adopted:
+        assert tree_digest(stages_dir / stage) == before, "the finished stage was not run again"
+    left = sorted(p.name for p in stages_dir.iterdir() if p.name not in doc["order"])
+    assert not left, f"work, failed or replaced directories left behind: {left}"
+    assert json.loads((stages_dir / stage / "stage.json").read_text())["outputs"] == entry["outputs"]
+    if stage == "record-model":
+        model_name = doc["stages"]["create-model"]["outputs"]["model_name"]["value"]
+        assert model_name.endswith(run_id.rsplit("-", 1)[-1])
+        saved = json.loads((runs / ".emulator/ssm.json").read_text())
+        assert saved[SSM_NAME] == model_name, "SSM holds this run's value"
+        assert entry["outputs"]["parameter"]["value"] == {"name": SSM_NAME, "value": model_name}
+        assert doc.get("ssm") == {SSM_NAME: model_name}, "the record says what SSM holds"
+        assert summary["ssm"] == {SSM_NAME: model_name}
+    else:
+        predictions = stages_dir / "batch-score/outputs/predictions"
+        assert sorted(p.name for p in predictions.iterdir()) == ["batch.csv.out"], "one set of outputs"
+        rows = (predictions / "batch.csv.out").read_text().splitlines()
+        assert len(rows) == entry["outputs"]["rows"]["value"] > 0
+        reference = Path(first["run_dir"]) / "stages/batch-score/outputs/predictions/batch.csv.out"
+        assert (predictions / "batch.csv.out").read_bytes() == reference.read_bytes()
 
 
 # --- approvals -----------------------------------------------------------------------------------
@@ -530,7 +358,7 @@ def test_serve_refuses_a_bad_port_and_a_file_that_is_not_a_model(shared, tmp_pat
 def test_no_space_left_while_writing_the_run_store(shared, tmp_path, faults_dir):
     _, runs, _ = shared
     known = set(new_runs(runs, set()))
-    proc, _ = run(tmp_path, runs, env=_env(fault="enospc:5:1", faults_dir=faults_dir))
+    proc, _ = run(tmp_path, runs, env=run_env(fault="enospc:5:1", faults_dir=faults_dir))
     assert proc.returncode == 1, proc.stderr
     assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
     assert "free some disk space" in proc.stderr
@@ -538,11 +366,31 @@ def test_no_space_left_while_writing_the_run_store(shared, tmp_path, faults_dir)
     doc = record(runs, run_id)
     assert doc["status"] == "Failed" and "No space left on device" in doc["error"]
     assert listed(tmp_path, runs)[run_id] == "Failed"
+    assert f"then `mlpipe run --resume {run_id} --runs-dir {runs}`" in proc.stderr, "a command to paste"
+
+
+def test_no_space_for_any_record_leaves_no_run_directory_and_suggests_no_resume(shared, tmp_path, faults_dir):
+    """At 100 %: every run.json write fails. A run that never got a record leaves nothing behind
+    (no directory holding only report.html and run.lock), and its message does not offer a
+    --resume that could not work."""
+    _, runs, _ = shared
+    before = sorted(p.name for p in runs.iterdir())
+    proc, _ = run(tmp_path, runs, env=run_env(fault="enospc:1:1000", faults_dir=faults_dir))
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
+    assert "No space left on device" in proc.stderr and "free some disk space" in proc.stderr
+    assert "--resume" not in proc.stderr and "RUN_ID" not in proc.stderr, proc.stderr
+    [run_id] = re.findall(r"run (\S+) was not recorded, so nothing of it was kept", proc.stderr)
+    assert "then run it again" in proc.stderr
+    assert not (runs / run_id).exists() and sorted(p.name for p in runs.iterdir()) == before, \
+        "no run directory is left behind"
+    listing = mlpipe(tmp_path, "runs", "--runs-dir", str(runs))
+    assert listing.returncode == 0 and run_id not in listing.stdout + listing.stderr
 
 
 def test_http_500_from_the_local_endpoint_is_a_stage_failure(shared, tmp_path, faults_dir):
     _, runs, _ = shared
-    proc, doc = run(tmp_path, runs, env=_env(fault="endpoint-500", faults_dir=faults_dir))
+    proc, doc = run(tmp_path, runs, env=run_env(fault="endpoint-500", faults_dir=faults_dir))
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert statuses(doc)["deploy"] == "Failed"
     assert "HTTP 500" in proc.stderr and "simulated model server failure" in proc.stderr

@@ -76,6 +76,16 @@ def test_run_directory_follows_the_container_contract(default_run):
         assert entry["duration"] >= 0 and (run_dir / entry["log"]).is_file()
 
 
+def test_run_json_statuses_are_the_status_enum_as_plain_strings(default_run):
+    from workflows.local.record import Status
+
+    text = (Path(default_run["run_dir"]) / "run.json").read_text()
+    record = json.loads(text)
+    statuses = [record["status"]] + [record["stages"][n]["status"] for n in record["order"]]
+    assert all(type(s) is str and Status(s) for s in statuses)
+    assert '"status": "Succeeded"' in text and "Status." not in text
+
+
 def test_second_identical_run_reuses_cached_stages(default_run, runs):
     proc, doc = mlpipe_run(runs)
     assert proc.returncode == 0, proc.stderr

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import EXAMPLES, run_cli, statelint
+from conftest import EXAMPLES, all_steps, changed_config, run_cli, stage_named, statelint
 
 from steps.code import baseline as mm
 from workflows.local import monitor
@@ -34,17 +33,9 @@ def _baseline(rows: np.ndarray) -> tuple[dict, dict]:
 # --- config ----------------------------------------------------------------------------------
 
 def _bad(tmp_path, edit) -> str:
-    doc = yaml.safe_load(CONFIG.read_text())
-    edit(doc)
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    proc = run_cli("describe", "--config", str(path))
+    proc = run_cli("describe", "--config", str(changed_config(tmp_path, edit, CONFIG)))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     return proc.stderr
-
-
-def _stage(doc, name):
-    return next(s for s in doc["stages"] if s["name"] == name)
 
 
 def test_the_example_wires_the_baseline_into_the_endpoint():
@@ -60,13 +51,13 @@ def test_the_example_wires_the_baseline_into_the_endpoint():
 
 
 def test_bad_monitoring_settings_name_the_field_and_the_fix(tmp_path):
-    err = _bad(tmp_path, lambda d: _stage(d, "deploy")["monitoring"].update(schedule="cron(0 3 ? * MON *)"))
+    err = _bad(tmp_path, lambda d: stage_named(d, "deploy")["monitoring"].update(schedule="cron(0 3 ? * MON *)"))
     assert "monitoring.schedule" in err and "Model Monitor" in err and "fix: hourly cron(0 * ? * * *)" in err
-    err = _bad(tmp_path, lambda d: _stage(d, "deploy")["monitoring"].update(baseline="train"))
+    err = _bad(tmp_path, lambda d: stage_named(d, "deploy")["monitoring"].update(baseline="train"))
     assert "monitoring.baseline" in err and "'train' is not a baseline stage" in err and "fix: use data-baseline" in err
-    err = _bad(tmp_path, lambda d: _stage(d, "deploy").update(data_capture={"enabled": False}))
+    err = _bad(tmp_path, lambda d: stage_named(d, "deploy").update(data_capture={"enabled": False}))
     assert "data_capture" in err and "data capture is off" in err
-    err = _bad(tmp_path, lambda d: _stage(d, "data-baseline").update(data="preprocess.nope"))
+    err = _bad(tmp_path, lambda d: stage_named(d, "data-baseline").update(data="preprocess.nope"))
     assert "has no output 'nope'" in err
 
 
@@ -121,14 +112,7 @@ def test_state_machine_runs_the_analyzer_and_attaches_the_schedule(rendered):
 
 
 def test_pipeline_has_a_quality_check_step_and_a_scheduler_step(rendered):
-    doc = rendered["sagemaker"]
-    steps = {}
-
-    def walk(items):
-        for s in items:
-            steps[s["Name"]] = s
-            walk(s.get("Arguments", {}).get("IfSteps", []))
-    walk(doc["Steps"])
+    steps = {s["Name"]: s for s in all_steps(rendered["sagemaker"]["Steps"])}
     check = steps["data-baseline"]
     assert check["Type"] == "QualityCheck" and check["CheckType"] == "DATA_QUALITY"
     assert check["SkipCheck"] is True and check["RegisterNewBaseline"] is True

@@ -20,8 +20,8 @@ import json
 import re
 
 import pytest
-from conftest import EXAMPLES
-from test_build import CLEAN_ENV, _all_steps, _norm
+from conftest import EXAMPLES, all_steps
+from test_build import CLEAN_ENV, _norm
 
 from steps.contract import KINDS
 from steps.pipeline import load_spec
@@ -44,7 +44,7 @@ def documents():
         spec = load_spec(EXAMPLES / name, env=CLEAN_ENV)
         files = render(spec, "all", use_cache=False)
         out[name] = (spec, asl_states(json.loads(files[STATE_MACHINE_FILE])),
-                     {s["Name"]: s for s in _all_steps(json.loads(files[PIPELINE_FILE])["Steps"])})
+                     {s["Name"]: s for s in all_steps(json.loads(files[PIPELINE_FILE])["Steps"])})
     return out
 
 

@@ -247,6 +247,16 @@ def test_a_render_neither_revalidates_the_sdk_config_nor_rereads_data_files(monk
     assert image_uris.config_for_framework.cache_info().misses == tables
 
 
+def test_the_sdk_session_refuses_every_aws_call():
+    """The renderers' session (``workflows/aws/offline.py``) never reaches AWS."""
+    from workflows.aws.offline import OfflineCallError
+    from workflows.render.sdk import offline_session
+
+    session = offline_session(load_spec(ABALONE, env=CLEAN_ENV))
+    with pytest.raises(OfflineCallError, match="GetCallerIdentity"):
+        session.boto_session.client("sts").get_caller_identity()
+
+
 # --- progress -----------------------------------------------------------------------------------
 
 def test_progress_goes_to_stderr_only_and_once_when_not_a_tty(capsys):

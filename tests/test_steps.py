@@ -16,13 +16,14 @@ import pytest
 
 from config.errors import ConfigError
 from config.loader import validate_document
-from steps import pipeline
+from steps import fanout, pipeline
 from steps.assets import CODE_DIR
 from steps.pipeline import build_spec
 from steps.spec import (
     ApprovalStage,
     EndpointStage,
     GateStage,
+    ItemRef,
     ModelStage,
     OutputRef,
     Parameter,
@@ -722,6 +723,38 @@ def test_lambda_handler_in_a_missing_subpackage_is_a_config_error():
     assert err.field == "stages[3](record-model).handler"
 
 
+# --- baseline --------------------------------------------------------------------------------
+
+PREP_WITH_BASELINE = {**PREP, "outputs": ["train", "validation", "test", "baseline"]}
+BASELINE = {"name": "data-baseline", "kind": "baseline", "data": "prep.baseline"}
+
+
+def test_baseline_to_dict_defaults():
+    spec = build(make_doc(PREP_WITH_BASELINE, BASELINE))
+    assert spec.stage("data-baseline").to_dict() == {
+        "name": "data-baseline",
+        "kind": "baseline",
+        "inputs": {"data": "prep.baseline"},
+        "outputs": ["statistics", "constraints"],
+        "depends_on": [],
+        "instance": DEFAULT_INSTANCE,
+        "header": False,
+        "upstream": ["prep"],
+    }
+    assert spec.stage("data-baseline").inputs == {"data": OutputRef("prep", "baseline")}
+    assert spec.stage("prep").arguments[-1] == "--baseline"  # the producer writes the features-only file
+
+
+def test_baseline_parameter_data_header_and_own_instance():
+    base = {**BASELINE, "data": "$Sample", "header": True, "instance_type": "ml.m5.large", "instance_count": 2,
+            "depends_on": ["prep"]}
+    stage = build(make_doc(PREP_WITH_BASELINE, base, parameters={
+        "Sample": {"type": "String", "default": "s3://demo-bucket/sample.csv"}})).stage("data-baseline")
+    assert stage.inputs == {"data": ParamRef("Sample")}
+    assert (stage.header, stage.depends_on, stage.upstream) == (True, ("prep",), ("prep",))
+    assert stage.to_dict()["instance"] == {**LARGE_INSTANCE, "count": 2}
+
+
 # --- the whole spec --------------------------------------------------------------------------
 
 def test_built_spec_order_gates_and_approval_last():
@@ -910,3 +943,40 @@ def test_disabled_tuning_builds_nothing_and_training_runs_as_is():
     spec = build(make_doc(PREP, TRAIN_VALIDATED, {**TUNE, "enabled": False}, GATED_EVAL))
     assert [s.name for s in spec.stages] == ["prep", "train", "evaluate", "evaluate-gate"]
     assert spec.stage("evaluate").inputs["model"] == OutputRef("train", "model")
+
+
+# --- fan-out ---------------------------------------------------------------------------------
+
+BY_SEX = {"name": "by-sex", "column": "sex", "values": ["M", "F"], "stages": ["prep", "train", "create-model",
+                                                                              "register"]}
+SEX_DATA = {"target": 1, "categorical": [0], "column_names": ["sex", "rings"]}
+
+
+def test_fanout_to_dict_and_member_stages():
+    spec = build(make_doc(PREP, TRAIN, MODEL, REGISTER, data=SEX_DATA, foreach=BY_SEX))
+    assert spec.to_dict()["fanout"] == {
+        "name": "by-sex",
+        "stages": ["prep", "train", "create-model", "register"],
+        "source": "values",
+        "items": [{"value": "M", "key": "m", "package_groups": {"register": "mlpipe-demo-m"}},
+                  {"value": "F", "key": "f", "package_groups": {"register": "mlpipe-demo-f"}}],
+        "column": "sex",
+        "registry": "group_per_item",
+        "tolerated_failure_percentage": 0,
+        "max_concurrency": 0,
+        "copies": {},
+    }
+    assert names(spec) == ("prep", "train", "create-model", "register")   # one group, not yet copied
+    assert spec.stage("prep").arguments[-4:] == ("--filter-column", "sex", "--filter-value", ItemRef())
+
+
+def test_fanout_expand_copies_the_group_once_per_item():
+    spec = fanout.expand(build(make_doc(PREP, TRAIN, MODEL, REGISTER, data=SEX_DATA, foreach=BY_SEX)))
+    assert names(spec) == ("prep-m", "prep-f", "train-m", "train-f", "create-model-m", "create-model-f",
+                           "register-m", "register-f")
+    assert spec.fanout.copies["train-f"] == ("train", "f")
+    assert spec.stage("prep-f").arguments[-4:] == ("--filter-column", "sex", "--filter-value", "F")
+    assert spec.stage("register-f").inputs == {"model": OutputRef("create-model-f", "model_name"),
+                                               "model_data": OutputRef("train-f", "model"),
+                                               "approval_status": "PendingManualApproval"}
+    assert spec.stage("register-f").model_package_group == "mlpipe-demo-f"

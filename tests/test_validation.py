@@ -9,39 +9,20 @@ hyperparameters from the container's source (config.xgboost_hyperparameters).
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES, run_cli
+from conftest import EXAMPLES, changed_config, run_cli, stage_named
 
 from config import ConfigError, load_config
 from config import aws_api
 from config import xgboost_hyperparameters as xgb
 from steps.pipeline import build_spec
 
-ABALONE = yaml.safe_load((EXAMPLES / "abalone.yaml").read_text())
-
-
-def _stage(doc, name):
-    return next(s for s in doc["stages"] if s["name"] == name)
-
-
-def _write(tmp_path: Path, doc) -> Path:
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-def _mutate(tmp_path: Path, change) -> Path:
-    doc = copy.deepcopy(ABALONE)
-    change(doc)
-    return _write(tmp_path, doc)
-
 
 def _pytorch_with(hyperparameters):
     def change(doc):
-        train = _stage(doc, "train")
+        train = stage_named(doc, "train")
         train.pop("algorithm")
         train["framework"] = {"name": "pytorch"}
         train["hyperparameters"] = hyperparameters
@@ -51,40 +32,40 @@ def _pytorch_with(hyperparameters):
 # case -> (change to abalone.yaml, field path in the message, text in the message, text in the fix)
 BAD = {
     "xgboost hyperparameter typo": (
-        lambda d: _stage(d, "train")["hyperparameters"].update(max_dept=5),
+        lambda d: stage_named(d, "train")["hyperparameters"].update(max_dept=5),
         "stages[1](train).hyperparameters.max_dept", "is not a hyperparameter of the built-in XGBoost 1.7-1",
         "did you mean max_depth"),
     "xgboost subsample out of range": (
-        lambda d: _stage(d, "train")["hyperparameters"].update(subsample=1.5),
+        lambda d: stage_named(d, "train")["hyperparameters"].update(subsample=1.5),
         "stages[1](train).hyperparameters.subsample", "1.5 is outside (0, 1]", "(0, 1]"),
     "xgboost misspelled objective": (
-        lambda d: _stage(d, "train")["hyperparameters"].update(objective="reg:squarederor"),
+        lambda d: stage_named(d, "train")["hyperparameters"].update(objective="reg:squarederor"),
         "stages[1](train).hyperparameters.objective", "is not an XGBoost 1.7-1 objective", "reg:squarederror"),
     "transform on a non-transform instance type": (
-        lambda d: _stage(d, "batch-score").update(instance_type="ml.t3.medium"),
+        lambda d: stage_named(d, "batch-score").update(instance_type="ml.t3.medium"),
         "stages[8](batch-score).instance_type", "'ml.t3.medium' is not a transform instance type",
         "valid transform instance types include ml.m5.large"),
     "endpoint on ml.m5.metal": (
-        lambda d: _stage(d, "deploy").update(instance_type="ml.m5.metal"),
+        lambda d: stage_named(d, "deploy").update(instance_type="ml.m5.metal"),
         "stages[7](deploy).instance_type", "'ml.m5.metal' is not a known SageMaker instance type",
         "valid endpoint instance types include ml.m5.24xlarge"),
     "approval status in the wrong case": (
-        lambda d: _stage(d, "register").update(approval_status="approved"),
+        lambda d: stage_named(d, "register").update(approval_status="approved"),
         "stages[5](register).approval_status", "'approved' is not a model approval status", "'Approved'"),
     "model package group with an underscore": (
-        lambda d: _stage(d, "register").update(model_package_group="abalone_models"),
+        lambda d: stage_named(d, "register").update(model_package_group="abalone_models"),
         "stages[5](register).model_package_group", "does not match the pattern", "'abalone-models'"),
     "endpoint name with an underscore": (
-        lambda d: _stage(d, "deploy").update(endpoint_name="abalone_endpoint"),
+        lambda d: stage_named(d, "deploy").update(endpoint_name="abalone_endpoint"),
         "stages[7](deploy).endpoint_name", "does not match the pattern", "'abalone-endpoint'"),
     "lambda function name with a dot": (
-        lambda d: _stage(d, "record-model").update(function_name="record.model-name"),
+        lambda d: stage_named(d, "record-model").update(function_name="record.model-name"),
         "stages[9](record-model).function_name", "is not a valid Lambda function name", "'record-model-name'"),
     "transform instance_count 0": (
-        lambda d: _stage(d, "batch-score").update(instance_count=0),
+        lambda d: stage_named(d, "batch-score").update(instance_count=0),
         "stages[8](batch-score).instance_count", "instance_count 0 is below the minimum 1", "use 1 or more"),
     "processing instance_count 150": (
-        lambda d: _stage(d, "preprocess").update(instance_count=150),
+        lambda d: stage_named(d, "preprocess").update(instance_count=150),
         "stages[0](preprocess).instance_count", "instance_count 150 is above the maximum 100", "use 1 to 100"),
     "105 hyperparameters": (
         _pytorch_with({f"knob{i}": i for i in range(105)}),
@@ -115,7 +96,7 @@ BAD = {
         lambda d: d["parameters"]["InputData"].update(default="s3://Bad_Bucket/abalone/data.csv"),
         "parameters.InputData.default", "bucket 'Bad_Bucket' contains", "'bad-bucket'"),
     "processing on an inference-only instance type": (
-        lambda d: _stage(d, "preprocess").update(instance_type="ml.inf2.xlarge"),
+        lambda d: stage_named(d, "preprocess").update(instance_type="ml.inf2.xlarge"),
         "stages[0](preprocess).instance_type", "'ml.inf2.xlarge' is not a processing instance type",
         "valid processing instance types include ml.m5.xlarge"),
     "unknown region": (
@@ -123,13 +104,13 @@ BAD = {
         "aws.region", "'us-east-7' is not an AWS region where SageMaker is available", "us-east-1"),
     # neighbours of the cases above
     "xgboost without num_round": (
-        lambda d: _stage(d, "train")["hyperparameters"].pop("num_round"),
+        lambda d: stage_named(d, "train")["hyperparameters"].pop("num_round"),
         "stages[1](train).hyperparameters", "needs 'num_round'", "add num_round"),
     "xgboost integer written as a float": (
-        lambda d: _stage(d, "train")["hyperparameters"].update(max_depth=5.5),
+        lambda d: stage_named(d, "train")["hyperparameters"].update(max_depth=5.5),
         "stages[1](train).hyperparameters.max_depth", "is not an integer", "e.g. 5"),
     "register transform_instances on an endpoint-only type": (
-        lambda d: _stage(d, "register").update(transform_instances=["ml.m5.metal"]),
+        lambda d: stage_named(d, "register").update(transform_instances=["ml.m5.metal"]),
         "stages[5](register).transform_instances[0]", "not a known SageMaker instance type", "ml.m5"),
     "cron month 13": (
         lambda d: d["schedule"].update(expression="cron(0 3 ? 13 MON *)"),
@@ -150,25 +131,25 @@ BAD = {
         lambda d: d["aws"].update(bucket="192.168.1.10"),
         "aws.bucket", "is formatted as an IP address", "bucket"),
     "dangling reference names its field": (
-        lambda d: _stage(d, "train")["inputs"].update(train="prep.train"),
+        lambda d: stage_named(d, "train")["inputs"].update(train="prep.train"),
         "stages[1](train).inputs.train", "names no stage", "existing stage"),
     "tuning a range the algorithm lacks": (
-        lambda d: _stage(d, "tune")["ranges"].update(max_dept={"type": "integer", "min": 3, "max": 8}),
+        lambda d: stage_named(d, "tune")["ranges"].update(max_dept={"type": "integer", "min": 3, "max": 8}),
         "stages[2](tune).ranges.max_dept", "is not a hyperparameter of built-in XGBoost", "max_depth"),
     "tuning on a metric the algorithm does not report": (
-        lambda d: _stage(d, "tune")["objective"].update(metric="validation:rmsee"),
+        lambda d: stage_named(d, "tune")["objective"].update(metric="validation:rmsee"),
         "stages[2](tune).objective.metric", "is not a metric XGBoost 1.7-1 reports", "validation:rmse"),
     "grid search over a continuous range": (
-        lambda d: _stage(d, "tune").update(strategy="Grid"),
+        lambda d: stage_named(d, "tune").update(strategy="Grid"),
         "stages[2](tune).ranges.eta", "Grid search takes categorical ranges only", "list the values"),
     "more parallel jobs than jobs": (
-        lambda d: _stage(d, "tune").update(max_jobs=2, max_parallel_jobs=3),
+        lambda d: stage_named(d, "tune").update(max_jobs=2, max_parallel_jobs=3),
         "stages[2](tune).max_parallel_jobs", "exceeds max_jobs 2", "at most max_jobs"),
     "tuning something that is not a training stage": (
-        lambda d: _stage(d, "tune").update(training="preprocess"),
+        lambda d: stage_named(d, "tune").update(training="preprocess"),
         "stages[2](tune).training", "is not a training stage declared before this one", "training stage"),
     "a log-scaled range from zero": (
-        lambda d: _stage(d, "tune")["ranges"]["eta"].update(min=0),
+        lambda d: stage_named(d, "tune")["ranges"]["eta"].update(min=0),
         "stages[2](tune).ranges.eta.min", "Logarithmic scaling needs min > 0", "Linear"),
 }
 
@@ -176,7 +157,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_refused_with_field_and_fix(tmp_path, case):
     change, field, text, fix = BAD[case]
-    path = _mutate(tmp_path, change)
+    path = changed_config(tmp_path, change)
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     e = err.value
@@ -196,7 +177,7 @@ def test_unknown_region_from_the_environment_is_refused():
                                   "xgboost hyperparameter typo", "cron hour 25"])
 def test_cli_exits_2_with_one_error_line(tmp_path, case):
     change, field, text, fix = BAD[case]
-    path = _mutate(tmp_path, change)
+    path = changed_config(tmp_path, change)
     out = tmp_path / "out"
     proc = run_cli("build", "--config", str(path), "--out", str(out))
     assert proc.returncode == 2, proc.stderr
@@ -222,28 +203,28 @@ def test_examples_still_load_and_build(name):
     "cron(5,35 14 ? * SUN 2199)", "rate(7 days)", "rate(1 hour)",
 ])
 def test_valid_schedules_accepted(tmp_path, expression):
-    path = _mutate(tmp_path, lambda d: d["schedule"].update(expression=expression, timezone="Europe/Paris"))
+    path = changed_config(tmp_path, lambda d: d["schedule"].update(expression=expression, timezone="Europe/Paris"))
     assert load_config(path, env={}).schedule.expression == expression
 
 
 def test_valid_names_and_values_accepted(tmp_path):
     def change(d):
-        _stage(d, "register").update(model_package_group="abalone-models", approval_status="Approved")
-        _stage(d, "deploy").update(endpoint_name="Abalone-Endpoint-2", instance_count=2)
-        _stage(d, "record-model").update(function_name="record_model-name")
-        _stage(d, "batch-score").update(instance_type="ml.c5.xlarge", instance_count=3)
-        _stage(d, "preprocess").update(instance_count=100)
-        _stage(d, "train")["hyperparameters"].update(learning_rate=0.3, eval_metric="rmse,mae",
+        stage_named(d, "register").update(model_package_group="abalone-models", approval_status="Approved")
+        stage_named(d, "deploy").update(endpoint_name="Abalone-Endpoint-2", instance_count=2)
+        stage_named(d, "record-model").update(function_name="record_model-name")
+        stage_named(d, "batch-score").update(instance_type="ml.c5.xlarge", instance_count=3)
+        stage_named(d, "preprocess").update(instance_count=100)
+        stage_named(d, "train")["hyperparameters"].update(learning_rate=0.3, eval_metric="rmse,mae",
                                                       save_model_on_termination="true", subsample=1)
         d["aws"]["region"] = "eu-west-1"
-    config = load_config(_mutate(tmp_path, change), env={})
+    config = load_config(changed_config(tmp_path, change), env={})
     build_spec(config)
 
 
 def test_24_character_evaluation_name_builds(tmp_path):
     name = "evaluate-the-model-on-te"
     assert len(name) == 24
-    path = _mutate(tmp_path, lambda d: _stage(d, "evaluate").update(name=name))
+    path = changed_config(tmp_path, lambda d: stage_named(d, "evaluate").update(name=name))
     spec = build_spec(load_config(path, env={}))
     gates = [s for s in spec.stages if s.kind == "gate"]
     assert len(gates) == 1
@@ -270,7 +251,7 @@ def test_gate_names_stay_distinct():
 def test_user_stage_named_like_the_gate_builds(tmp_path):
     def change(d):
         d["stages"].append({"name": "evaluate-gate", "kind": "approval", "depends_on": ["register"]})
-    spec = build_spec(load_config(_mutate(tmp_path, change), env={}))
+    spec = build_spec(load_config(changed_config(tmp_path, change), env={}))
     names = [s.name for s in spec.stages]
     assert len(names) == len(set(names))
 
@@ -278,8 +259,8 @@ def test_user_stage_named_like_the_gate_builds(tmp_path):
 # --- config.aws_api ---------------------------------------------------------------------------
 
 def test_instance_types_are_per_api():
-    training, processing = aws_api.training_instance_types(), aws_api.processing_instance_types()
-    transform, endpoint = aws_api.transform_instance_types(), aws_api.endpoint_instance_types()
+    training, processing, transform, endpoint = (aws_api.instance_types(api) for api in
+                                                 ("training", "processing", "transform", "endpoint"))
     assert "ml.m5.xlarge" in training and "ml.m5.xlarge" in processing
     assert "ml.t3.medium" not in transform and "ml.inf2.xlarge" not in processing
     assert "ml.inf2.xlarge" in endpoint and "ml.m5.metal" not in endpoint
@@ -410,7 +391,7 @@ def test_lambda_and_model_package_requests():
 def test_xgboost_schema_accepts_the_examples_and_aliases():
     for name in ("abalone.yaml", "quickstart.yaml"):
         doc = yaml.safe_load((EXAMPLES / name).read_text())
-        assert xgb.validate(_stage(doc, "train")["hyperparameters"]) == []
+        assert xgb.validate(stage_named(doc, "train")["hyperparameters"]) == []
     assert xgb.validate({"num_round": 10, "learning_rate": 0.1, "reg_lambda": 2, "objective": "binary:logistic",
                          "eval_metric": "auc,error@0.7", "tree_method": "hist", "monotone_constraints": "(1,0)"}) == []
 

@@ -148,12 +148,26 @@ def check_region(session: Any) -> None:
     for partition in session.get_available_partitions():
         known |= set(session.get_available_regions("sts", partition))
     if known and region not in known:
-        import difflib
+        raise _unknown_region(region, known)
 
-        near = difflib.get_close_matches(region, sorted(known), n=4, cutoff=0.0)
-        raise UserError(f"{region!r} is not an AWS region (botocore's endpoint data)", field="region",
-                        fix=f"use one of {', '.join(near)}, ... in --region, the config or AWS_REGION "
-                            "(if the region is new, upgrade botocore)")
+
+def check_region_name(region: str) -> None:
+    """``check_region`` before any session exists (botocore's endpoint data, cached by
+    ``config.aws_api``): for a command that checks ``--region`` before it writes anything."""
+    from config import aws_api
+
+    known = set(aws_api.regions("sts"))
+    if known and region not in known:
+        raise _unknown_region(region, known)
+
+
+def _unknown_region(region: str, known: set[str]) -> UserError:
+    import difflib
+
+    near = difflib.get_close_matches(region, sorted(known), n=4, cutoff=0.0)
+    return UserError(f"{region!r} is not an AWS region (botocore's endpoint data)", field="region",
+                     fix=f"use one of {', '.join(near)}, ... in --region, the config or AWS_REGION "
+                         "(if the region is new, upgrade botocore)")
 
 
 class NotAws(UserError):

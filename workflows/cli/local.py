@@ -1,6 +1,6 @@
-"""``mlpipe run``, ``runs``, ``lineage``, ``serve``, ``models``, and the local side of
-``approve``/``reject``: arguments in, progress and results out. The work is in
-``workflows/local/`` (the runner, and ``session.py`` for resume and approvals).
+"""``mlpipe run`` and the local side of ``approve``/``reject``: arguments in, progress and
+results out. The work is in ``workflows/local/`` (the runner, and ``session.py`` for resume and
+approvals). What a run leaves behind (``runs``, ``lineage``, ``serve``, ``models``) is ``runs.py``.
 
 Exit codes of ``mlpipe run`` (and of ``approve``, which continues the run): 0 succeeded,
 1 a stage failed (or the run store could not be written), 2 bad input (a ``UserError``: one
@@ -19,10 +19,12 @@ from typing import Any
 
 from config.errors import UserError
 from workflows.local import session, store
+from workflows.local.record import Status
 
 EXIT_FAILED, EXIT_WAITING = 1, 3
-STATUS_STYLE = {"Succeeded": "green", "Cached": "cyan", "Failed": "red", "Running": "yellow", "Waiting": "magenta",
-                "Skipped": "dim", "Pending": "dim", "Rejected": "magenta", "Interrupted": "red", "Damaged": "red"}
+STATUS_STYLE = {Status.SUCCEEDED: "green", Status.CACHED: "cyan", Status.FAILED: "red", Status.RUNNING: "yellow",
+                Status.WAITING: "magenta", Status.SKIPPED: "dim", Status.PENDING: "dim", Status.REJECTED: "magenta",
+                Status.INTERRUPTED: "red", Status.DAMAGED: "red"}
 
 
 def _options_from_args(args: argparse.Namespace):
@@ -32,6 +34,10 @@ def _options_from_args(args: argparse.Namespace):
     if args.target_column is not None and not args.input:
         raise UserError("--target names the column to predict in --input; it needs --input PATH",
                         fix="pass --input PATH --target COL, or drop --target to run on the example's own data")
+    if args.region:  # where S3 inputs are read: an unknown region is refused before the run exists
+        from workflows.aws.session import check_region_name
+
+        check_region_name(args.region)
 
     return Options(config=str(Path(args.config).resolve()) if args.config else None, input=args.input,
                    target_column=args.target_column, delimiter=args.delimiter, header=args.header,
@@ -64,10 +70,10 @@ class Progress:
             return
         for name in record["order"]:
             status = record["stages"][name]["status"]
-            if self.seen.get(name) != status and status != "Pending":
+            if self.seen.get(name) != status and status != Status.PENDING:
                 self.seen[name] = status
                 duration = record["stages"][name].get("duration")
-                extra = f" ({duration:.2f}s)" if duration is not None and status != "Running" else ""
+                extra = f" ({duration:.2f}s)" if duration is not None and status != Status.RUNNING else ""
                 self.console.print(f"  {name:<16} {status}{extra}")
 
     def close(self) -> None:
@@ -84,7 +90,7 @@ def _table(record: dict[str, Any], live: bool = False):
     for name in record["order"]:
         s = record["stages"][name]
         status = s["status"]
-        if live and status == "Running":
+        if live and status == Status.RUNNING:
             status = "Running…"
         detail = ""
         outs = s.get("outputs", {})
@@ -98,7 +104,7 @@ def _table(record: dict[str, Any], live: bool = False):
             detail = f"{outs['rows']['value']} rows"
         elif s.get("reason"):
             detail = s["reason"]
-        elif s.get("error") and status == "Failed" and s["error"].strip():
+        elif s.get("error") and status == Status.FAILED and s["error"].strip():
             detail = s["error"].strip().splitlines()[-1][:70]
         dur = s.get("duration")
         table.add_row(name, s["kind"], f"[{STATUS_STYLE.get(s['status'], '')}]{status}[/]",
@@ -147,7 +153,7 @@ def _report(record: dict[str, Any], output: str, progress: Progress | None) -> i
         for image, python in (record.get("exact") or {}).items():
             console.print(f"exact: the {image} stages ran under {python}", markup=False, soft_wrap=True)
         console.print(f"run {record['status']}: {record['run_dir']}")
-    failed = [n for n in record["order"] if record["stages"][n]["status"] == "Failed"]
+    failed = [n for n in record["order"] if record["stages"][n]["status"] == Status.FAILED]
     for name in failed:
         stage = record["stages"][name]
         error = store.bounded(stage.get("error", ""))
@@ -158,15 +164,15 @@ def _report(record: dict[str, Any], output: str, progress: Progress | None) -> i
                   file=sys.stderr)
     for warning in record.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
-    if record["status"] == "Interrupted":
+    if record["status"] == Status.INTERRUPTED:
         from workflows.local.supervise import exit_code
 
         print(f"\nrun {record['run_id']} interrupted ({record.get('signal', 'signal')}); continue it with: "
               f"mlpipe run --resume {record['run_id']}", file=sys.stderr)
         return exit_code(record.get("signal_number") or 2)
-    if record["status"] == "Succeeded":
+    if record["status"] == Status.SUCCEEDED:
         return 0
-    if record["status"] == "Waiting":
+    if record["status"] == Status.WAITING:
         print(f"\npaused for approval: mlpipe approve {record['run_id']}   (or: mlpipe reject {record['run_id']} "
               "--reason ...)", file=sys.stderr)
         return EXIT_WAITING
@@ -247,7 +253,9 @@ def _resume(root: Path, run_id: str, output: str, decision: tuple[str, str] | No
     """Continue a run from where it stopped, holding its lock (taken here unless the caller
     holds it): a second resume/approve/reject of the same run gets a UserError."""
     if lock is None:
-        with store.RunLock(store.find_run(root, run_id), "resume") as held:
+        path = store.find_run(root, run_id)
+        store.read_record(path)  # a damaged record is refused before anything is touched (run.lock)
+        with store.RunLock(path, "resume") as held:
             return _resume(root, run_id, output, decision, overrides, lock=held)
     spec, options, record = session.prepare_resume(root, run_id, decision, overrides)
     return _execute(spec, options, root, record, output, lock=lock)
@@ -258,6 +266,7 @@ def approve_local(args: argparse.Namespace) -> int:
     Approved before the endpoint deploys); exactly one decision under the run's lock."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
     path = store.find_run(root, args.execution)
+    store.read_record(path)  # a damaged record is refused before anything is touched (run.lock)
     with store.RunLock(path, "approve") as lock:
         _, record, stage = session.waiting_approval(root, args.execution)
         return _resume(root, record["run_id"], getattr(args, "output", "table"), decision=(stage, "approved"),
@@ -268,159 +277,11 @@ def reject_local(args: argparse.Namespace) -> int:
     """Reject a paused run: it ends ``Rejected``, nothing deployed; under the run's lock."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
     path = store.find_run(root, args.execution)
+    store.read_record(path)  # a damaged record is refused before anything is touched (run.lock)
     with store.RunLock(path, "reject"):
         record, stage, downstream = session.reject(root, args.execution, args.reason or "")
     if getattr(args, "output", "table") == "json":
         print(json.dumps(summary(record), indent=2, sort_keys=True, default=str))
     else:
         print(f"run {record['run_id']}: {stage} rejected ({args.reason}); skipped: {', '.join(downstream) or 'nothing'}")
-    return 0
-
-
-def runs(args: argparse.Namespace) -> int:
-    """List local runs with their effective status (``Running`` only while the owner process
-    lives, else ``Interrupted``). A damaged ``run.json`` is listed as ``Damaged`` with a
-    warning; the other runs are listed as usual."""
-    if getattr(args, "action", "list") == "show":
-        return _show_run(args)
-    records = store.list_runs(store.runs_dir(args.runs_dir))
-    damaged = [r for r in records if r["status"] == "Damaged"]
-    for r in damaged:
-        print(f"warning: {r['error']}", file=sys.stderr)
-    if args.output == "json":
-        docs = [summary(r) for r in records]
-        for doc, r in zip(docs, records):
-            if r.get("error"):
-                doc["error"] = r["error"]
-        print(json.dumps(docs, indent=2, sort_keys=True, default=str))
-        return 0
-    for r in records:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted((r.get("metrics") or {}).items())
-                            if k in ("mse", "rmse", "accuracy") and isinstance(v, (int, float)))
-        print(f"{r['run_id']:<40} {r['status']:<11} {str(r.get('started', '')):<22} {metrics}")
-    if not records:
-        print("no local runs yet: mlpipe run", file=sys.stderr)
-    return 0
-
-
-def _show_run(args: argparse.Namespace) -> int:
-    """A picture of a run: its DAG coloured by each stage's state (svg, png), or its report."""
-    if not args.run:
-        raise UserError("runs show needs a RUN", fix="e.g. mlpipe runs show RUN_ID --format html --out run.html")
-    from workflows.cli.output import picture_out, write_document, write_picture
-    from workflows.local.runner import Options
-    from workflows.views.report import report_html, states_of
-
-    path = store.find_run(store.runs_dir(args.runs_dir), args.run)
-    record = store.read_record(path)
-    spec = session.spec_for(Options.from_record(record.get("options") or {}))
-    out = picture_out(args.format, args.out, "mlpipe runs show RUN")
-    if args.format == "html":
-        write_document(out, report_html(spec, record, path))
-    else:
-        write_picture(spec, states_of(record), args.format, out, title=f"{spec.name} run {record['run_id']}")
-    return 0
-
-
-def lineage(args: argparse.Namespace) -> int:
-    """A local run's lineage, or, with --target, an AWS execution's (read back from AWS)."""
-    if getattr(args, "target", None):
-        from workflows.cli.ops import lineage as aws_lineage
-
-        doc = aws_lineage(args)
-    else:
-        path = store.find_run(store.runs_dir(args.runs_dir), args.run_id)
-        record = store.read_record(path)
-        doc = record.get("lineage")
-        if not isinstance(doc, dict) or not doc:
-            raise UserError(f"run {record['run_id']} has no lineage yet (status {store.effective_status(record)})")
-    if args.output == "json":
-        print(json.dumps(doc, indent=2, sort_keys=True, default=str))
-        return 0
-    print(f"run          {doc['run_id']}" + (f"  ({doc['status']})" if doc.get("status") else ""))
-    if doc.get("config"):
-        print(f"config       {doc['config']}")
-    print(f"config hash  {doc.get('config_hash')}")
-    if doc.get("version"):
-        version = doc["version"]
-        print(f"version      {version.get('number')}" + (f" (alias {version['alias']})" if version.get("alias") else ""))
-    for name, sha in sorted(doc["code"].items()):
-        print(f"code         {name}  sha256 {sha}")
-    for param, data in sorted(doc.get("data", {}).items()):
-        extra = f"  etag {data['etag']}" if data.get("etag") else ""
-        digest = f"  sha256 {data['sha256']}" if data.get("sha256") else ""
-        print(f"data         {param}: {data['source']}{digest}{extra}")
-    for k, v in sorted(doc["parameters"].items()):
-        print(f"parameter    {k} = {v}")
-    for k, v in sorted(doc["metrics"].items()):
-        print(f"metric       {k} = {v:.6g}")
-    if doc.get("model"):
-        m = doc["model"]
-        print(f"model        {m.get('name', '')}  {m.get('artifact', '')}" + (f"  sha256 {m['sha256']}" if m.get("sha256") else ""))
-    if doc.get("registry"):
-        r = doc["registry"]
-        print(f"registry     {r.get('group')} v{r.get('version')} ({r.get('approval_status')})")
-    for stage, files in sorted((doc.get("baseline") or {}).items()):
-        for what, f in sorted(files.items()):
-            print(f"baseline     {stage} {what}: {f.get('path')}" + (f"  sha256 {f['sha256']}" if f.get("sha256") else ""))
-    return 0
-
-
-def serve(args: argparse.Namespace) -> int:
-    from workflows.local.serve import Capture, NotAModel, make_server
-
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port {args.port} is not a TCP port", fix="give a port from 1 to 65535 (0: any free port)")
-    model = session.model_path(store.runs_dir(args.runs_dir), args.model)
-    capture = getattr(args, "capture", None)
-    if capture and Path(capture).is_dir():
-        raise UserError(f"--capture {capture} is a directory", fix="name a file, e.g. --capture captured.jsonl")
-    try:
-        server = make_server(model, port=args.port, capture=Capture(Path(capture), 100) if capture else None)
-    except NotAModel as exc:
-        raise UserError(str(exc), fix="serve a run id, a run directory, or a model.tar.gz from a training stage") \
-            from None
-    except OSError as exc:
-        raise UserError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}",
-                        fix="pick another --port") from None
-    except (OverflowError, ValueError) as exc:
-        raise UserError(f"cannot serve {model}: {exc}", fix="check --port and the model file") from None
-    except Exception as exc:  # the model's own loader failed
-        raise UserError(f"cannot load a model from {model}: {type(exc).__name__}: {store.bounded(str(exc), 500, 500)}",
-                        fix="serve a model.tar.gz written by a training stage") from None
-    host, port = server.server_address[:2]
-    print(f"serving {model} on http://{host}:{port}  (GET /ping, POST /invocations text/csv; Ctrl-C stops)",
-          file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
-def models(args: argparse.Namespace) -> int:
-    from workflows.local import registry
-
-    root = store.runs_dir(args.runs_dir)
-    if args.action == "list":
-        rows = registry.versions(root, args.group)
-        if args.output == "json":
-            print(json.dumps(rows, indent=2, sort_keys=True, default=str))
-            return 0
-        if not rows:
-            print("the local registry is empty: a run with a register stage adds versions", file=sys.stderr)
-        for v in rows:
-            metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.get("metrics", {}).items()))
-            print(f"{v['group']:<24} v{v['version']:<4} {v['approval_status']:<22} {v['run_id']:<40} {metrics}")
-        return 0
-    if not args.version:
-        raise UserError(f"models {args.action} needs a VERSION", fix=f"e.g. mlpipe models {args.action} 3 --group NAME")
-    status = "Approved" if args.action == "approve" else "Rejected"
-    version = registry.set_status(root, args.group, args.version, status, args.reason)
-    if args.output == "json":
-        print(json.dumps(version, indent=2, sort_keys=True, default=str))
-    else:
-        print(f"{version['group']} v{version['version']}: {status}")
     return 0

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_arg(p)
 
     p = add("runs", "list local runs, or show one as a picture: runs show RUN --format svg|png|html",
-            _lazy("workflows.cli.local", "runs"))
+            _lazy("workflows.cli.runs", "runs"))
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("run", nargs="?", metavar="RUN", help="the run to show")
     p.add_argument("--format", "-f", choices=("svg", "png", "html"), default="html",
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_arg(p)
 
     p = add("lineage", "show a run's lineage: config, code and data hashes, parameters, metrics, model",
-            _lazy("workflows.cli.local", "lineage"), aws=True)
+            _lazy("workflows.cli.runs", "lineage"), aws=True)
     p.add_argument("run_id", metavar="RUN", help="a local run id, or an execution with --target")
     p.add_argument("--target", "-t", choices=TARGETS, default=None,
                    help="the run is an execution of this deployed target (default: a local run)")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output_arg(p)
 
     p = add("serve", "serve a model locally under the SageMaker inference contract",
-            _lazy("workflows.cli.local", "serve"))
+            _lazy("workflows.cli.runs", "serve"))
     p.add_argument("model", metavar="MODEL_OR_RUN", help="a run id, a run directory or a model.tar.gz")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--capture", metavar="FILE", help="capture every request and response here (JSON lines, as an "
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None, metavar="DIR")
     _output_arg(p)
 
-    p = add("models", "manage the local model registry", _lazy("workflows.cli.local", "models"))
+    p = add("models", "manage the local model registry", _lazy("workflows.cli.runs", "models"))
     p.add_argument("action", choices=("list", "approve", "reject"))
     p.add_argument("version", nargs="?", help="model version (for approve/reject)")
     p.add_argument("--group", help="model package group (default: all)")

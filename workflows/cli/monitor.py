@@ -22,9 +22,9 @@ from pathlib import Path
 
 from config.errors import UserError
 from workflows.local import store
+from workflows.local.record import DONE
 
 EXIT_VIOLATED = 1
-DONE = ("Succeeded", "Cached")
 _MODEL = re.compile(r"^(?:local:model-package/)?(?P<group>[^/\s]+)/(?P<version>\d+)$")
 CAPTURE = "outputs/data-capture/capture.jsonl"
 

@@ -20,7 +20,7 @@ from steps import naming
 from workflows.aws.session import aws_errors
 from workflows.cli.output import emit, ts
 from workflows.ops.backend import backend_for
-from workflows.ops.target import target_of
+from workflows.ops.target import command, target_of
 
 
 def start(args: argparse.Namespace, clients=None) -> int:
@@ -59,7 +59,8 @@ def status(args: argparse.Namespace, clients=None) -> int:
         return _status_picture(args, clients)
     if getattr(args, "out", None):
         raise UserError("--out writes a picture: give --format svg or png with it", field="--out",
-                        fix=f"mlpipe status {args.execution or 'EXECUTION'} --format svg --out run.svg")
+                        fix=command("status", args.execution or "EXECUTION", "--format", "svg", "--out", "run.svg",
+                                    config=getattr(args, "config", None), target=getattr(args, "target", None)))
     t = target_of(args, clients)
     b = backend_for(t)
     arn = b.resolve(t, args.execution)
@@ -137,7 +138,8 @@ def schedule(args: argparse.Namespace, clients=None) -> int:
         current = scc.get_schedule(t.aws.client("scheduler"), name)
     if current is None:
         raise UserError(f"no schedule {name} is deployed", source=t.source,
-                        fix="add a schedule: section to the config and run `mlpipe deploy`")
+                        fix="add a schedule: section to the config and run "
+                            f"`{command('deploy', config=t.source, target=t.target)}`")
     action = "unchanged"
     if args.action in ("enable", "disable"):
         with aws_errors(f"{args.action[:-1]}ing the schedule"):
@@ -210,7 +212,7 @@ def resume(args: argparse.Namespace, clients=None) -> int:
     else:
         where = f" at {out['resumes_at']}" if out.get("resumes_at") else ""
         print(f"{out['action']} {out['name']} ({out['previous_status']}){where}; "
-              f"follow it with `mlpipe status {out['name']} --target {t.target}`")
+              f"follow it with `{t.command('status', out['name'])}`")
     return 0
 
 

@@ -11,6 +11,8 @@ condition).
 
 ``account``/``region`` may be CloudFormation placeholders (``${AWS::AccountId}``), which is how
 the CloudFormation export reuses these documents.
+
+This module is long on purpose: every role's statements side by side, so a grant is compared at a glance.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def _sagemaker_execution(spec: PipelineSpec, a: Arns) -> dict[str, Any]:
         _stmt("PullAlgorithmImages", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
                                       "ecr:GetDownloadUrlForLayer"],
               # SageMaker's algorithm and framework images live in AWS-owned accounts that vary by region
-              [f"arn:{a.p}:ecr:{a.region}:*:repository/*"]),
+              [a.ecr_repositories()]),
         _stmt("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
         _stmt("JobLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
                           "logs:PutLogEvents"], [a.log_group("/aws/sagemaker/*")]),
@@ -201,7 +203,7 @@ def _sagemaker_pipelines(spec: PipelineSpec, a: Arns, fns: list[Function]) -> di
                                                                           for g in groups]))
     endpoints = endpoint_stages(spec)
     if endpoints:  # the native EndpointConfig and Endpoint steps (create, or update in place)
-        configs = [a.sm("endpoint-config", naming.job_prefix(spec.name, f"{s.name}-cfg") + "-*") for s in endpoints]
+        configs = [a.sm("endpoint-config", naming.endpoint_config_prefix(spec.name, s.name) + "-*") for s in endpoints]
         st.append(_stmt("PipelineEndpointConfigs", ["sagemaker:CreateEndpointConfig",
                                                     "sagemaker:DescribeEndpointConfig", "sagemaker:AddTags"], configs))
         st.append(_stmt("PipelineEndpoints", ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
@@ -233,7 +235,7 @@ def _stepfunctions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str
                         [a.sm("model", f"{m}-*") for m in models]))
     endpoints = endpoint_stages(spec)
     if endpoints:
-        configs = [a.sm("endpoint-config", naming.job_prefix(spec.name, f"{s.name}-cfg") + "-*") for s in endpoints]
+        configs = [a.sm("endpoint-config", naming.endpoint_config_prefix(spec.name, s.name) + "-*") for s in endpoints]
         names = [a.sm("endpoint", s.endpoint_name) for s in endpoints]
         st.append(_stmt("EndpointConfigs", ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"], configs))
         st.append(_stmt("Endpoints", ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint",
@@ -273,7 +275,7 @@ def _distributed_map(spec: PipelineSpec, a: Arns) -> list[dict[str, Any]]:
     fan = spec.fanout
     if fan.source == "s3_listing":
         bucket, _, prefix = fan.s3_listing[5:].partition("/")
-        st.append(_stmt("ListMapItems", ["s3:ListBucket"], [f"arn:{a.p}:s3:::{bucket}"],
+        st.append(_stmt("ListMapItems", ["s3:ListBucket"], [a.bucket(bucket)],
                         {"StringLike": {"s3:prefix": [prefix + "*"]}} if prefix else None))
     elif fan.items_stage:   # items.json, written by the items job under the run's folder
         st.append(_stmt("ReadMapItems", ["s3:GetObject"], [a.objects("runs")]))
@@ -283,7 +285,7 @@ def _distributed_map(spec: PipelineSpec, a: Arns) -> list[dict[str, Any]]:
 def _lambda_functions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str, Any]:
     """The pipeline's own lambda stages: their logs and the SSM parameter they record."""
     st = [_stmt("FunctionLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in fns])]
+                [a.function_logs(f.name) for f in fns])]
     params = sorted({f.environment["PARAMETER_NAME"] for f in fns if f.environment.get("PARAMETER_NAME")})
     if params:
         st.append(_stmt("RecordModelName", ["ssm:GetParameter", "ssm:PutParameter"],
@@ -301,7 +303,7 @@ def _endpoint_deployer(spec: PipelineSpec, a: Arns, deployers: list[Function]) -
     configs = [a.sm("endpoint-config", "pipelines-*")] + [a.sm("endpoint-config", f"{g}-v*") for g in groups]
     return _doc(
         _stmt("DeployerLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-              [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in deployers]),
+              [a.function_logs(f.name) for f in deployers]),
         _stmt("ReadApprovedPackages", ["sagemaker:DescribeModelPackage"],
               [a.sm("model-package", f"{g}/*") for g in groups]),
         _stmt("ModelsFromPackages", ["sagemaker:CreateModel", "sagemaker:DescribeModel"], models),
@@ -322,7 +324,7 @@ def _schedulers(spec: PipelineSpec, a: Arns, schedulers: list[Function]) -> dict
     """The SageMaker target's monitoring-schedule function (lambda_handlers/monitoring_schedule.py)."""
     return _doc(
         _stmt("SchedulerLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-              [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in schedulers]),
+              [a.function_logs(f.name) for f in schedulers]),
         _stmt("MonitoringSchedules", ["sagemaker:CreateMonitoringSchedule", "sagemaker:DescribeMonitoringSchedule",
                                       "sagemaker:UpdateMonitoringSchedule", "sagemaker:AddTags"],
               monitoring_schedules(spec, a)),
@@ -340,11 +342,6 @@ def _starter(sid: str, spec: PipelineSpec, a: Arns, target: str, dlq: bool) -> d
     return _doc(*st)
 
 
-def policy_prefix(target: str) -> str:
-    """Inline policies only one target needs start with this; deploy of that target prunes them."""
-    return f"mlpipe-{target}-"
-
-
 def roles(spec: PipelineSpec, target: str, account: str | None = None, region: str | None = None) -> list[RoleDoc]:
     """Every role a target's deployment uses, in creation order, with trust and inline policies.
 
@@ -356,34 +353,37 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
     region = region or spec.region
     a = Arns.of(spec, account, region)
     fns = functions(spec, target, account, region)
-    own = policy_prefix(target)
-    sagemaker = {"mlpipe-job-execution": _sagemaker_execution(spec, a)}
+
+    def own(purpose: str) -> str:   # a policy only this target uses
+        return naming.policy_name(purpose, target)
+
+    sagemaker = {naming.policy_name("job-execution"): _sagemaker_execution(spec, a)}
     if target == "sagemaker":
-        sagemaker[own + "pipelines"] = _sagemaker_pipelines(spec, a, fns)
+        sagemaker[own("pipelines")] = _sagemaker_pipelines(spec, a, fns)
     docs: list[tuple[str, dict[str, dict[str, Any]]]] = [("sagemaker", sagemaker)]
     if target == "stepfunctions":
-        docs.append(("stepfunctions", {own + "run-pipeline": _stepfunctions(spec, a, fns)}))
+        docs.append(("stepfunctions", {own("run-pipeline"): _stepfunctions(spec, a, fns)}))
     lambdas: dict[str, dict[str, Any]] = {}
     stage_fns = [f for f in fns if not f.deployer and not f.starter and not f.scheduler]
     if stage_fns:
-        lambdas["mlpipe-functions"] = _lambda_functions(spec, a, stage_fns)
+        lambdas[naming.policy_name("functions")] = _lambda_functions(spec, a, stage_fns)
     if any(f.deployer for f in fns):
-        lambdas[own + "endpoint-deployer"] = _endpoint_deployer(spec, a, [f for f in fns if f.deployer])
+        lambdas[own("endpoint-deployer")] = _endpoint_deployer(spec, a, [f for f in fns if f.deployer])
     if any(f.scheduler for f in fns):
-        lambdas[own + "monitoring-scheduler"] = _schedulers(spec, a, [f for f in fns if f.scheduler])
+        lambdas[own("monitoring-scheduler")] = _schedulers(spec, a, [f for f in fns if f.scheduler])
     starters = [f for f in fns if f.starter]
     if starters:
-        lambdas[own + "trigger-starter"] = _doc(
+        lambdas[own("trigger-starter")] = _doc(
             _stmt("StarterLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                  [a.log_group(f"/aws/lambda/{f.name}") + ":*" for f in starters]),
+                  [a.function_logs(f.name) for f in starters]),
             _stmt("StartOnNewData", ["sagemaker:StartPipelineExecution"], [a.pipeline_arn()]))
     if lambdas:
         docs.append(("lambda", lambdas))
     if spec.schedule is not None:
-        docs.append(("scheduler", {own + "start": _starter("StartOnSchedule", spec, a, target,
+        docs.append(("scheduler", {own("start"): _starter("StartOnSchedule", spec, a, target,
                                                           spec.schedule.dead_letter_queue)}))
     if spec.trigger_prefix and target == "stepfunctions":  # SageMaker: the rule invokes the starter function
-        docs.append(("events", {own + "start": _starter("StartOnNewData", spec, a, target, False)}))
+        docs.append(("events", {own("start"): _starter("StartOnNewData", spec, a, target, False)}))
     out = []
     for service, pols in docs:
         given = bool(spec.roles.get("lambda_" if service == "lambda" else service))

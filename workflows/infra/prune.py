@@ -31,7 +31,7 @@ from steps import naming
 from steps.naming import Arns
 from workflows.aws import events_client, iam_client, lambda_client, sagemaker_client, scheduler_client, sns_client, \
     stepfunctions_client
-from workflows.infra.iam import DEPLOYER_HANDLER, SCHEDULER_HANDLER, SERVICE_PRINCIPAL, STARTER_HANDLER, policy_prefix
+from workflows.infra.iam import DEPLOYER_HANDLER, SCHEDULER_HANDLER, SERVICE_PRINCIPAL, STARTER_HANDLER
 
 if TYPE_CHECKING:
     from workflows.infra.plan import Deployment
@@ -49,11 +49,6 @@ class Removal:
 
 def _other(target: str) -> str:
     return TARGETS[1] if target == TARGETS[0] else TARGETS[0]
-
-
-def name_prefix(pipeline: str) -> str:
-    """The head every ``mlpipe-<pipeline>-...`` name starts with."""
-    return naming.safe_name("mlpipe", pipeline, limit=10_000) + "-"
 
 
 def rule_owner(pipeline: str, rule: str, target_ids: set[str]) -> str | None:
@@ -85,7 +80,7 @@ def stale(d: "Deployment", declared: set[tuple[str, str]]) -> list[Removal]:
 
     # --- EventBridge rules ----------------------------------------------------------------
     events = d.c("events")
-    for rule in events_client.list_rules(events, name_prefix(p)):
+    for rule in events_client.list_rules(events, naming.name_prefix(p)):
         name = rule["Name"]
         if ("eventbridge rule", name) in declared:
             continue
@@ -118,7 +113,7 @@ def stale(d: "Deployment", declared: set[tuple[str, str]]) -> list[Removal]:
             if target == "sagemaker":   # only the SageMaker target lets rules invoke functions
                 for sid in sorted(lambda_client.permission_statements(lam, name)):
                     rule = str(sid).removesuffix("-invoke")
-                    if (str(sid).endswith("-invoke") and rule.startswith(name_prefix(p))
+                    if (str(sid).endswith("-invoke") and rule.startswith(naming.name_prefix(p))
                             and ("lambda permission", f"{name}/{rule}") not in declared):
                         out.append(Removal("lambda permission", f"{name}/{rule}",
                                            lambda n=name, s=sid: lambda_client.remove_permission(lam, n, s)))
@@ -156,7 +151,7 @@ def stale(d: "Deployment", declared: set[tuple[str, str]]) -> list[Removal]:
     # --- this target's inline policies on roles it no longer uses ------------------------------
     # (roles are shared by both targets and stay; only the policies named for this target go)
     iam = d.c("iam")
-    own = policy_prefix(target)
+    own = naming.policy_prefix(target)
     for service in sorted(SERVICE_PRINCIPAL):
         role = naming.role_name(p, service)
         if ("iam role", role) in declared or iam_client.tags(iam, role).get(TAG) != p:

@@ -73,7 +73,7 @@ def resources(spec: PipelineSpec, target: str, account: str, region: str, files:
     for role in iam.roles(spec, target, account, region):
         if not role.given:
             add(Resource("iam role", role.name, {
-                "trust": role.trust, "policies": role.policies, "prune": (iam.policy_prefix(target),),
+                "trust": role.trust, "policies": role.policies, "prune": (naming.policy_prefix(target),),
                 "description": f"mlpipe {spec.name}: {role.service}", "service": role.service, "tags": tags},
                 role.arn))
     fns = iam.functions(spec, target, account, region)

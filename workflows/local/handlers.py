@@ -1,6 +1,7 @@
 """How the local runner runs each stage kind: the container contract mapped into the stage's
 work directory, the stage's process started through the warm workers, and its outputs read
-back. One method per kind, named in ``HANDLERS`` (a test checks it covers steps.contract).
+back. One method per kind, in the ``HANDLERS`` table at the end (a test checks that its kinds
+are steps.contract's).
 
 A mixin of ``LocalRun`` (runner.py), which owns the run record, the schedule and the cache.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from types import MethodType
 from typing import Any, Callable
 
 from steps.contract import INPUT_CONFIG_DIR, KINDS, MODEL_DIR, PROCESSING, handler
@@ -18,6 +20,7 @@ from steps.spec import (
 )
 from workflows.local import store, supervise
 from workflows.local.data import feature_rows, fetch, tree_hash
+from workflows.local.record import DONE
 from workflows.local.worker import Job
 
 
@@ -25,9 +28,6 @@ class StageFailed(Exception):
     def __init__(self, stage: str, code: int, message: str) -> None:
         self.stage, self.code, self.message = stage, code, message
         super().__init__(message)
-
-
-DONE = {"Succeeded", "Cached"}
 
 
 def local_rel(container_path: str) -> str:
@@ -40,13 +40,9 @@ def local(work: Path, container_path: str) -> Path:
 
 
 class StageHandlers:
-    HANDLERS = {"processing": "_processing", "training": "_training", "evaluation": "_evaluation",
-                "gate": "_gate", "model": "_model", "register": "_register", "approval": "_approval",
-                "endpoint": "_endpoint", "transform": "_transform", "lambda": "_lambda", "tuning": "_tuning",
-                "baseline": "_baseline"}
-
     def handler(self, stage: Stage) -> Callable[[Stage, Path], dict]:
-        return getattr(self, handler(self.HANDLERS, stage, "local"))
+        """This run's handler of ``stage``'s kind, from ``HANDLERS`` (below the class)."""
+        return MethodType(handler(HANDLERS, stage, "local"), self)
 
     def _job(self, stage: Stage, work: Path, **kwargs) -> None:
         if self.stopping:
@@ -377,4 +373,13 @@ class StageHandlers:
         result = store.read_json(path) if path.is_file() else {}
         return {k: {"value": result[k]} for k in keys if k in result}
 
-    # --- summary -------------------------------------------------------------------------
+
+# Each stage kind's handler: one method of StageHandlers per kind in steps.contract.KINDS
+# (tests/test_architecture.py checks that the two have the same kinds).
+HANDLERS: dict[str, Callable[..., dict]] = {
+    "processing": StageHandlers._processing, "training": StageHandlers._training,
+    "evaluation": StageHandlers._evaluation, "gate": StageHandlers._gate, "model": StageHandlers._model,
+    "register": StageHandlers._register, "approval": StageHandlers._approval, "endpoint": StageHandlers._endpoint,
+    "transform": StageHandlers._transform, "lambda": StageHandlers._lambda, "tuning": StageHandlers._tuning,
+    "baseline": StageHandlers._baseline,
+}

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from steps.contract import KINDS
+
 
 @dataclass(frozen=True)
 class Source:
@@ -140,9 +142,10 @@ def for_image(image) -> ImagePins | None:
 
 
 def runs_code(stage) -> bool:
-    """Stages whose code runs in their image: processing and evaluation scripts, training (and
-    a tuning stage's trials). The other kinds are bookkeeping, serving or Lambda."""
-    return stage.kind in ("processing", "evaluation", "training", "tuning")
+    """Stages whose code runs in their image (``runs_code`` in steps/contract.py): processing and
+    evaluation scripts, training (and a tuning stage's trials). The other kinds are bookkeeping,
+    serving, Lambda or Model Monitor's analyzer."""
+    return KINDS[stage.kind].runs_code
 
 
 def image_of(stage):

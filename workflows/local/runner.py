@@ -3,10 +3,10 @@
 The runner maps each stage's container contract into ``runs/<run-id>/stages/<stage>/``, runs
 the stage in its own (warm, forked) process, and records status, timing, outputs and metrics
 in ``run.json``. A stage's directory gets its final name only when the stage succeeded; a
-failed stage leaves ``<stage>.failed/`` with its log. Deterministic stages (processing,
-training, evaluation, transform) are cached by a content hash of their code, config and
-inputs, and reused when nothing changed (see ``cache.py``: entries are verified by content
-hash on every use, and runs get copies).
+failed stage leaves ``<stage>.failed/`` with its log. The kinds steps/contract.py marks
+``cached`` (processing, training, evaluation, transform, tuning) are cached by a content hash
+of their code, config and inputs, and reused when nothing changed (see ``cache.py``: entries
+are verified by content hash on every use, and runs get copies).
 
 Reliability:
 
@@ -22,7 +22,9 @@ Reliability:
   adopted as it is, and the registry returns the version a run's register stage already
   created.
 - A run store that cannot be written (disk full) stops the run: it is marked ``Failed`` when
-  the record can still be written, and a ``StoreWriteError`` (exit 1) says what to do.
+  the record can still be written, and a ``StoreWriteError`` (exit 1) says what to do (free
+  space, then ``--resume`` it). A run that never got a record leaves no directory behind, and
+  its message says to run it again (a ``--resume`` would find nothing).
 
 This module is long on purpose: a run's lifecycle (record, schedule, signals, cache, lineage) is one class;
 how each stage kind runs is in ``handlers.py``.
@@ -42,16 +44,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from config.errors import UserError
+from steps.contract import KINDS
 from steps.spec import EvaluationStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage
 from workflows.local import store, supervise
 from workflows.local.cache import DISK_ERRORS, StageCache
 from workflows.local.fanout import lineage as fanout_lineage
 from workflows.local.data import check_line_length, fetch, tree_hash
 from workflows.local.stages import WAITING
-from workflows.local.handlers import DONE, StageFailed, StageHandlers
+from workflows.local.handlers import StageFailed, StageHandlers
+from workflows.local.record import DONE, Status
 from workflows.local.worker import Workers
 
-CACHEABLE = {"processing", "training", "evaluation", "transform", "tuning"}
+CACHEABLE = {name for name, kind in KINDS.items() if kind.cached}
 PARALLEL = 2  # stages running at once when the DAG allows: independent branches overlap
 # The code that emulates SageMaker's containers is part of every cache key (all xgboost_* modules:
 # the algorithm and its model format), so changing it recomputes what it produced.
@@ -99,9 +103,9 @@ class LocalRun(StageHandlers):
         if record is None:
             run_id = store.new_run_id(spec.name)
             record = {
-                "run_id": run_id, "pipeline": spec.name, "status": "Running", "run_dir": str(root / run_id),
+                "run_id": run_id, "pipeline": spec.name, "status": Status.RUNNING, "run_dir": str(root / run_id),
                 "config": str(spec.source) if spec.source else None, "options": dict(options.__dict__),
-                "stages": {s.name: {"kind": s.kind, "status": "Pending"} for s in spec.stages},
+                "stages": {s.name: {"kind": s.kind, "status": Status.PENDING} for s in spec.stages},
                 "order": [s.name for s in spec.stages], "approvals": {},
             }
         record.setdefault("approvals", {})
@@ -130,9 +134,11 @@ class LocalRun(StageHandlers):
         if own_lock:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise store.write_failed(exc, self.run_dir) from None
-            self.lock = store.RunLock(self.run_dir, "run").acquire()
+                self.lock = store.RunLock(self.run_dir, "run").acquire()
+            except OSError as exc:  # a full disk before the run has a record: nothing of it is kept
+                self._discard_unrecorded()
+                raise store.for_run(store.write_failed(exc, self.run_dir), self.record["run_id"],
+                                    recorded=False) from None
         try:
             with supervise.signals(self._on_signal):
                 return self._execute(parameters)
@@ -160,13 +166,12 @@ class LocalRun(StageHandlers):
             from workflows.local.emulator import LocalAws
 
             self.emulator = LocalAws(self.root / ".emulator", self.run_dir, self.workers)
-            self.emulator.start()  # its own process: moto's import overlaps with the first stages
         started = time.time()
         with self._lock:
             self.record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
             for key in ("error", "signal", "signal_number", "ended", "warnings"):
                 self.record.pop(key, None)
-            self.record.update(status="Running", parameters=parameters, config_hash=self.spec.fingerprint,
+            self.record.update(status=Status.RUNNING, parameters=parameters, config_hash=self.spec.fingerprint,
                                owner=store.owner(), **self._environments())
         error: BaseException | None = None
         try:
@@ -196,27 +201,27 @@ class LocalRun(StageHandlers):
             record = self.record
             for name in record["order"]:
                 entry = record["stages"][name]
-                if entry["status"] == "Running":  # abandoned while winding down
-                    entry.update(status="Interrupted" if self.stopping else "Failed")
+                if entry["status"] == Status.RUNNING:  # abandoned while winding down
+                    entry.update(status=Status.INTERRUPTED if self.stopping else Status.FAILED)
             statuses = {record["stages"][n]["status"] for n in record["order"]}
             if self.signum is not None:
-                record["status"] = "Interrupted"
+                record["status"] = Status.INTERRUPTED
                 record["signal"] = supervise.signal_name(self.signum)
                 record["signal_number"] = self.signum
                 record["error"] = f"interrupted by {record['signal']}; continue with: mlpipe run --resume " \
                                   f"{record['run_id']}"
             elif self.fatal is not None or error is not None:
-                record["status"] = "Failed"
+                record["status"] = Status.FAILED
                 text = self.fatal.render() if self.fatal is not None else f"{type(error).__name__}: {error}"
                 record["error"] = store.bounded(text)
-            elif "Failed" in statuses:
-                record["status"] = "Failed"
-                first = next(n for n in record["order"] if record["stages"][n]["status"] == "Failed")
+            elif Status.FAILED in statuses:
+                record["status"] = Status.FAILED
+                first = next(n for n in record["order"] if record["stages"][n]["status"] == Status.FAILED)
                 record["error"] = f"stage {first} failed: " + store.bounded(record["stages"][first].get("error", ""))
-            elif "Waiting" in statuses:
-                record["status"] = "Waiting"
+            elif Status.WAITING in statuses:
+                record["status"] = Status.WAITING
             else:
-                record["status"] = "Succeeded"
+                record["status"] = Status.SUCCEEDED
             record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             record["duration"] = round(record.get("duration", 0) + time.time() - started, 3)
         try:
@@ -238,6 +243,25 @@ class LocalRun(StageHandlers):
             else:
                 self._observe()
             self._closed = True
+        if self.fatal is not None:  # the fix names what to run next: a resume needs a record
+            recorded = (self.run_dir / "run.json").is_file()
+            if not recorded:
+                self._discard_unrecorded()
+            self.fatal = store.for_run(self.fatal, self.record["run_id"], recorded, self._runs_option())
+
+    def _discard_unrecorded(self) -> None:
+        """A run that never got a record (every write of run.json failed) leaves nothing behind:
+        its directory would hold only report.html and run.lock, which no command lists or resumes."""
+        if not (self.run_dir / "run.json").exists():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _runs_option(self) -> str:
+        """`` --runs-dir DIR`` when this run's store is not the default one, for hints to paste."""
+        if self.root.resolve() == store.runs_dir(None):
+            return ""
+        import shlex
+
+        return f" --runs-dir {shlex.quote(str(self.root))}"
 
     def _write_report(self) -> None:
         """report.html: the DAG with each stage's state, timings, metrics and the evaluation plot
@@ -249,12 +273,26 @@ class LocalRun(StageHandlers):
         except Exception as exc:
             self._warn_run(f"could not write report.html: {type(exc).__name__}: {exc}")
 
+    def _emulator_after(self) -> set[str] | None:
+        """The stages whose start lets the emulator start (None: it is not needed): the SageMaker
+        jobs upstream of the first Lambda stage. moto's import then overlaps with the last of
+        them, and its memory never adds to the heavy stages' peak (preprocessing, training)."""
+        if self.emulator is None:
+            return None
+        from steps.pipeline import ancestry
+
+        ancestors = ancestry(self.spec.stages)
+        kinds = {s.name: s.kind for s in self.spec.stages}
+        return min(({a for a in ancestors[s.name] if KINDS[kinds[a]].job} for s in self.spec.stages
+                     if s.kind == "lambda"), key=len)
+
     def _schedule(self) -> None:
         """Run stages as their upstream stages finish, up to PARALLEL at once, in spec order
         among those ready (the spec's order is the config's, approvals last). Stops starting
         stages when the run is interrupted."""
         pending = list(self.spec.stages)
         running: dict = {}
+        emulator_after = self._emulator_after()
         pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="stage")
         try:
             while (pending or running) and not self.stopping:
@@ -265,6 +303,9 @@ class LocalRun(StageHandlers):
                     pending.remove(stage)
                     running[pool.submit(self._run_stage, stage)] = stage
                     active = {s.name for s in pending} | {s.name for s in running.values()}
+                if emulator_after is not None and not (emulator_after & {s.name for s in pending}):
+                    self.emulator.start()
+                    emulator_after = None
                 if not running:
                     break  # nothing can start (cannot happen with a topological order)
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -361,13 +402,13 @@ class LocalRun(StageHandlers):
             return
         blocked = [u for u in stage.upstream if self.record["stages"][u]["status"] not in DONE]
         if blocked:
-            self._set(entry, status="Skipped", reason=f"waiting on {', '.join(blocked)}")
+            self._set(entry, status=Status.SKIPPED, reason=f"waiting on {', '.join(blocked)}")
             self._save()
             return
         with self._lock:
             for key in ("error", "error_kind", "reason", "exit_code", "warnings", "log", "duration", "adopted"):
                 entry.pop(key, None)
-            entry.update(status="Running", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            entry.update(status=Status.RUNNING, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self._save()
         if self._adopt(stage, entry):
             return
@@ -388,14 +429,14 @@ class LocalRun(StageHandlers):
                 self._warn(entry, work, warning)
             if hit:
                 meta = store.read_json(work / "stage.json")
-                self._set(entry, outputs=meta["outputs"], status="Cached", cache_key=key)
+                self._set(entry, outputs=meta["outputs"], status=Status.CACHED, cache_key=key)
             else:
                 outputs = self.handler(stage)(stage, work)
-                self._set(entry, outputs=outputs, status="Succeeded", cache_key=key)
+                self._set(entry, outputs=outputs, status=Status.SUCCEEDED, cache_key=key)
             self._set(entry, duration=round(time.perf_counter() - t0, 3), log=f"stages/{stage.name}/log.txt")
             with self._lock:
                 store.write_json(work / "stage.json", entry)
-            if key and entry["status"] == "Succeeded":
+            if key and entry["status"] == Status.SUCCEEDED:
                 warning = self.cache.store(key, work, refresh=self.options.no_cache, source=self.record["run_id"])
                 if warning:
                     self._warn(entry, None, warning)
@@ -430,8 +471,8 @@ class LocalRun(StageHandlers):
     def _stage_failed(self, stage: Stage, entry: dict, work: Path, code: int, message: str, t0: float) -> None:
         interrupted = self.stopping and code != WAITING
         waiting = code == WAITING and not self.stopping
-        status = "Interrupted" if interrupted else "Waiting" if waiting else "Failed"
-        keep = status != "Failed"  # an interrupted or waiting stage keeps its work directory
+        status = Status.INTERRUPTED if interrupted else Status.WAITING if waiting else Status.FAILED
+        keep = status != Status.FAILED  # an interrupted or waiting stage keeps its work directory
         log = f"stages/.{stage.name}.work/log.txt" if keep else f"stages/{stage.name}.failed/log.txt"
         message = message.replace(str(work / "log.txt"), str(self.run_dir / log))  # where the log ends up
         self._set(entry, status=status, error=store.bounded(message, where=str(self.run_dir / log)),
@@ -451,7 +492,8 @@ class LocalRun(StageHandlers):
     def _adopt(self, stage: Stage, entry: dict) -> bool:
         """A stage whose final directory is complete (the owner died after the rename, before
         the record said so) is taken as it is, not run again: no second registry version, no
-        second deployment."""
+        second deployment, no second SSM write. What the stage put in the run's record besides
+        its own entry (a Lambda's SSM parameter) is put back from its outputs."""
         meta_path = self.stage_root / stage.name / "stage.json"
         try:
             meta = store.read_json(meta_path)
@@ -461,6 +503,10 @@ class LocalRun(StageHandlers):
             return False
         self._set(entry, status=meta["status"], outputs=meta["outputs"], cache_key=meta.get("cache_key"),
                   duration=meta.get("duration", 0.0), log=f"stages/{stage.name}/log.txt", adopted=True)
+        parameter = meta["outputs"].get("parameter", {}).get("value") if stage.kind == "lambda" else None
+        if isinstance(parameter, dict) and "name" in parameter:
+            with self._lock:
+                self.record.setdefault("ssm", {})[parameter["name"]] = parameter.get("value")
         self._save()
         return True
 
@@ -497,7 +543,7 @@ class LocalRun(StageHandlers):
             elif isinstance(value, ParamRef):
                 path = self.local_data(value.name, value.name in self.options.params)
                 h.update((tree_hash(path) if path else "fallback").encode())
-        if stage.kind in ("processing", "evaluation") and getattr(stage, "instance", None):
+        if KINDS[stage.kind].job == "processing" and getattr(stage, "instance", None):
             h.update(json.dumps(self.resolve(stage.instance.count, stage)).encode())
         if stage.kind == "transform":
             h.update(self._batch_fallback_hash(stage).encode())

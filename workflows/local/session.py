@@ -13,54 +13,18 @@ from typing import Any
 
 from config.errors import UserError
 from workflows.local import store
-
-def index_or_name(value: str) -> int | str:
-    return int(value) if value.lstrip("-").isdigit() else value
+from workflows.local.record import DONE, Status
 
 
 def spec_for(options):
-    """Load the config and apply the run's overrides (own data, gate threshold) before the spec
-    is built, so every stage sees the same data section."""
-    from config.loader import load_config
+    """Load the config with the run's data options (``config.loader.apply_data_options``) and
+    check its gate threshold before the spec is built, so every stage sees the same data section."""
+    from config.loader import apply_data_options, load_config
     from steps.pipeline import build_spec
 
-    config = load_config(options.config)
-    data = config.data
-    if options.input or options.target_column is not None or options.delimiter or options.header is not None \
-            or options.categorical or options.problem_type:
-        if data is None:
-            raise UserError("this pipeline has no data section, so --input/--target cannot replace it",
-                            source=str(config._source), field="data")
-        if options.input and options.target_column is None:
-            raise UserError("--input needs --target NAME_OR_INDEX (the column to predict)")
-        changes: dict[str, Any] = {"local": None}
-        if options.input:
-            changes.update(target=index_or_name(options.target_column), header=options.header,
-                           delimiter=options.delimiter, column_names=None,
-                           categorical=[index_or_name(c) for c in options.categorical] if options.categorical else None)
-        else:
-            if options.target_column is not None:
-                changes["target"] = index_or_name(options.target_column)
-            if options.header is not None:
-                changes["header"] = options.header
-            if options.delimiter:
-                changes["delimiter"] = options.delimiter
-            if options.categorical:
-                changes["categorical"] = [index_or_name(c) for c in options.categorical]
-            changes.pop("local")
-        if options.problem_type:
-            changes["problem_type"] = options.problem_type
-        if isinstance(changes.get("target"), str) and changes.get("header") is False:
-            raise UserError("a target given by name needs a header row", fix="drop --no-header, or give the column index")
-        from config.loader import validate_document
-
-        doc = config.model_dump(mode="json", by_alias=True)
-        doc["data"] = {**data.model_dump(mode="json"), **changes}
-        if doc["data"].get("header") is None and isinstance(doc["data"]["target"], str):
-            doc["data"]["header"] = True
-        source = config._source
-        config = validate_document(doc, f"{source} (with command-line data options)")
-        config._source = source
+    config = apply_data_options(load_config(options.config), input_data=options.input, target=options.target_column,
+                                delimiter=options.delimiter, header=options.header,
+                                categorical=options.categorical, problem_type=options.problem_type)
     if options.gate_threshold is not None and not any(getattr(s, "gate", None) for s in config.stages):
         raise UserError("--gate-threshold given, but this pipeline has no quality gate")
     from workflows.local.fanout import expand_for_run
@@ -72,17 +36,17 @@ def prepare_resume(root: Path, run_id: str, decision: tuple[str, str] | None = N
                    overrides: dict[str, Any] | None = None):
     """(spec, options, record) to continue a run from where it stopped; the caller holds the
     run's lock and executes it."""
-    from workflows.local.runner import DONE, Options
+    from workflows.local.runner import Options
 
     path = store.find_run(root, run_id)
     record = store.read_record(path)
     status = store.effective_status(record)
-    if status == "Running":
+    if status == Status.RUNNING:
         raise UserError(f"run {record['run_id']} is still running (pid {(record.get('owner') or {}).get('pid')})",
                         fix="wait for it to finish, or stop it first")
-    if status == "Succeeded" and decision is None:
+    if status == Status.SUCCEEDED and decision is None:
         raise UserError(f"run {record['run_id']} already succeeded; nothing to resume")
-    if status == "Rejected":
+    if status == Status.REJECTED:
         raise UserError(f"run {record['run_id']} was rejected; nothing to resume", fix="start a new run")
     overrides = overrides or {}
     try:
@@ -108,7 +72,7 @@ def prepare_resume(root: Path, run_id: str, decision: tuple[str, str] | None = N
     for name in record["order"]:
         entry = record["stages"][name]
         if entry["status"] not in DONE:
-            entry["status"] = "Pending"
+            entry["status"] = Status.PENDING
             for key in ("reason", "error", "error_kind", "exit_code", "warnings"):
                 entry.pop(key, None)
     if decision is not None:
@@ -121,8 +85,8 @@ def waiting_approval(root: Path, run_id: str) -> tuple[Path, dict, str]:
     path = store.find_run(root, run_id)
     record = store.read_record(path)
     waiting = [n for n in record["order"] if record["stages"][n]["kind"] == "approval"
-               and record["stages"][n]["status"] == "Waiting"]
-    if not waiting or store.effective_status(record) not in ("Waiting", "Failed", "Interrupted"):
+               and record["stages"][n]["status"] == Status.WAITING]
+    if not waiting or store.effective_status(record) not in (Status.WAITING, Status.FAILED, Status.INTERRUPTED):
         raise UserError(f"run {record['run_id']} is not waiting for an approval (status "
                         f"{store.effective_status(record)})", fix="start it with `mlpipe run --approval manual`")
     return path, record, waiting[0]
@@ -148,18 +112,18 @@ def reject(root: Path, run_id: str, reason: str) -> tuple[dict, str, list[str]]:
     set_version_status(root, record, "Rejected", reason)
     record["approvals"][stage] = "rejected"
     entry = record["stages"][stage]
-    entry.update(status="Rejected", reason=reason, outputs={"decision": {"value": "rejected"}})
+    entry.update(status=Status.REJECTED, reason=reason, outputs={"decision": {"value": "rejected"}})
     entry.pop("error", None)
     entry.pop("exit_code", None)
     downstream = _downstream(record, stage)
     for name in downstream:
-        record["stages"][name].update(status="Skipped", reason=f"{stage} rejected")
+        record["stages"][name].update(status=Status.SKIPPED, reason=f"{stage} rejected")
     work = path / "stages" / f".{stage}.work"
     if work.is_dir():
         store.write_json(work / "stage.json", entry)
         store.replace_dir(work, path / "stages" / stage)
-    if not any(record["stages"][n]["status"] == "Failed" for n in record["order"]):
-        record["status"] = "Rejected"
+    if not any(record["stages"][n]["status"] == Status.FAILED for n in record["order"]):
+        record["status"] = Status.REJECTED
     record.pop("error", None)
     if record.get("lineage", {}).get("registry"):
         record["lineage"]["registry"]["approval_status"] = "Rejected"

@@ -3,12 +3,12 @@
 Nothing half-written ever looks complete: files are written to a temp name and renamed, and a
 stage's directory appears under its final name only when the stage succeeded.
 
-Run statuses (``run.json`` ``status``): ``Running``, ``Succeeded``, ``Failed``, ``Waiting``
-(paused for a manual approval), ``Rejected`` (the approval said no; nothing was deployed),
-``Interrupted`` (stopped by SIGINT/SIGTERM/SIGHUP, or its owner process died: resumable with
-``--resume``). A record whose owner process is gone is *shown* as ``Interrupted`` even if it
-still says ``Running`` (the owner was killed before it could write). ``Damaged`` is shown by
-``mlpipe runs`` for a ``run.json`` that cannot be read.
+Run statuses (``run.json`` ``status``, ``record.Status``): ``Running``, ``Succeeded``, ``Failed``,
+``Waiting`` (paused for a manual approval), ``Rejected`` (the approval said no; nothing was
+deployed), ``Interrupted`` (stopped by SIGINT/SIGTERM/SIGHUP, or its owner process died:
+resumable with ``--resume``). A record whose owner process is gone is *shown* as ``Interrupted``
+even if it still says ``Running`` (the owner was killed before it could write). ``Damaged`` is
+shown by ``mlpipe runs`` for a ``run.json`` that cannot be read.
 
 Each run directory has a ``run.lock``: the process running, resuming, approving or rejecting
 the run holds an exclusive ``flock`` on it, so those never overlap; a second one gets a
@@ -30,10 +30,11 @@ from typing import Any, Iterator
 from config.errors import UserError
 from workflows import files
 from workflows.files import replace_dir
+from workflows.local.record import Status
 
 __all__ = ["DEFAULT_RUNS_DIR", "DamagedRecord", "RunLock", "StoreWriteError", "bounded", "effective_status",
-           "find_run", "list_runs", "locked", "new_run_id", "owner", "owner_alive", "read_json", "read_record",
-           "replace_dir", "runs_dir", "tail", "write_bytes", "write_failed", "write_json"]
+           "find_run", "for_run", "list_runs", "locked", "new_run_id", "owner", "owner_alive", "read_json",
+           "read_record", "replace_dir", "runs_dir", "tail", "write_bytes", "write_failed", "write_json"]
 
 DEFAULT_RUNS_DIR = "runs"
 RECORD_KEYS = ("run_id", "status", "stages", "order")
@@ -42,9 +43,11 @@ ERROR_HEAD = ERROR_TAIL = 2048  # bytes of an error text kept (or printed) from 
 
 class StoreWriteError(UserError):
     """The run store could not be written (disk full, quota, read-only): one message, exit 1
-    (the run failed; the input was fine)."""
+    (the run failed; the input was fine). ``remedy`` is what to do about the disk, without
+    what to run next (``for_run`` adds that, for the run it stopped)."""
 
     exit_code = 1
+    remedy: str = "check the runs directory's permissions and free space"
 
 
 class DamagedRecord(UserError):
@@ -67,8 +70,23 @@ def write_failed(exc: OSError, path: Path) -> StoreWriteError:
     fixes = {errno.ENOSPC: "free some disk space (or use --runs-dir on another disk)",
              errno.EDQUOT: "free some space within your disk quota (or use --runs-dir elsewhere)",
              errno.EROFS: "use a writable --runs-dir"}
-    fix = fixes.get(exc.errno, "check the runs directory's permissions and free space")
-    return StoreWriteError(f"cannot write {path}: {reason}", fix=f"{fix}, then `mlpipe run --resume RUN_ID`")
+    fix = fixes.get(exc.errno, StoreWriteError.remedy)
+    error = StoreWriteError(f"cannot write {path}: {reason}", fix=f"{fix}, then `mlpipe run --resume RUN_ID`")
+    error.remedy = fix
+    return error
+
+
+def for_run(exc: StoreWriteError, run_id: str, recorded: bool, runs_option: str = "") -> StoreWriteError:
+    """``exc`` as the run it stopped should say it: with a record, resume that run (a command to
+    paste); without one, nothing of the run was kept, so run again (a --resume would find
+    nothing)."""
+    if recorded:
+        error = StoreWriteError(exc.message, fix=f"{exc.remedy}, then `mlpipe run --resume {run_id}{runs_option}`")
+    else:
+        error = StoreWriteError(f"{exc.message}; run {run_id} was not recorded, so nothing of it was kept",
+                                fix=f"{exc.remedy}, then run it again")
+    error.remedy = exc.remedy
+    return error
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -184,7 +202,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
         try:
             record = read_record(path.parent)
         except UserError as exc:
-            record = {"run_id": path.parent.name, "status": "Damaged", "run_dir": str(path.parent),
+            record = {"run_id": path.parent.name, "status": Status.DAMAGED, "run_dir": str(path.parent),
                       "error": exc.message, "stages": {}, "order": [], "started": ""}
             with contextlib.suppress(OSError):
                 record["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
@@ -238,8 +256,8 @@ def owner_alive(info: dict[str, Any] | None) -> bool:
 def effective_status(record: dict[str, Any]) -> str:
     """The status to show: ``Running`` only while the owner lives, else ``Interrupted``."""
     status = record.get("status", "")
-    if status == "Running" and not owner_alive(record.get("owner")):
-        return "Interrupted"
+    if status == Status.RUNNING and not owner_alive(record.get("owner")):
+        return Status.INTERRUPTED
     return status
 
 

@@ -20,6 +20,9 @@ src/gbm/gblinear_model.h), so that:
 - ``save_booster`` writes what the container writes, loadable by the container's endpoint;
 - ``load_booster`` / ``load_model_dir`` load what the container writes into the installed
   xgboost, whatever its version, and ``predict`` predicts as the container's endpoint does.
+
+This module is long on purpose: one binary format, read and written field by field against
+xgboost 1.7.4's sources, with the loaders that must agree with it.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ class SageMakerPipelines:
             package = registered_package(smc.list_pipeline_execution_steps(self._client(t), arn))
         if package is None:
             raise UserError(f"execution {execution} registered no model package (yet)",
-                            fix="approve an execution whose register step succeeded (see `mlpipe history`)")
+                            fix="approve an execution whose register step succeeded; see where this one is with "
+                                f"`{t.command('history', execution)}`")
         status = "Approved" if decision == "approved" else "Rejected"
         record = approvals.decision_record(decision, reason)
         note = f"{decision} by {record['by']}" + (f": {reason}" if decision == "rejected" else "")
@@ -140,7 +141,7 @@ class SageMakerPipelines:
             raise UserError(f"execution {name} Succeeded: there is nothing to resume", source=t.source, fix=new_run)
         if status in ("Executing", "Stopping"):
             raise UserError(f"execution {name} is {status}: only a Failed or Stopped execution can be resumed",
-                            source=t.source, fix=f"wait until it ends (`mlpipe status {name} --target sagemaker`)")
+                            source=t.source, fix=f"wait until it ends (`{t.command('status', name)}`)")
         with aws_errors(f"comparing the definition {name} ran with the pipeline's"):
             ran = smc.pipeline_definition_for_execution(sm, arn)
             current = (smc.describe_pipeline(sm, t.resource) or {}).get("PipelineDefinition", "{}")

@@ -128,12 +128,12 @@ class StepFunctions:
         info = self.describe(t, arn, execution)
         if info["status"] != "RUNNING":
             raise UserError(f"execution {info['name']} is {info['status']}, not waiting for an approval",
-                            fix="approve a RUNNING execution (see `mlpipe list`)")
+                            fix=f"approve a RUNNING execution (see `{t.command('list')}`)")
         with aws_errors(f"reading the history of {execution}"):
             waiting = pending_approvals(sfc.execution_history(self._client(t), info["arn"]))
         if not waiting:
             raise UserError(f"execution {info['name']} is not waiting for an approval (yet)",
-                            fix=f"check where it is with `mlpipe history {info['name']} --config {t.source}`")
+                            fix=f"check where it is with `{t.command('history', info['name'])}`")
         w = waiting[-1]
         record = approvals.decision_record(decision, reason)
         with aws_errors(f"sending the {decision} decision"):
@@ -193,7 +193,8 @@ class StepFunctions:
         if status in ("RUNNING", "PENDING_REDRIVE"):
             raise UserError(f"execution {name} is {status}: only a FAILED, ABORTED or TIMED_OUT execution can be "
                             "resumed", source=t.source,
-                            fix=f"wait for it (`mlpipe status {name}`), or stop it first (`mlpipe stop {name}`)")
+                            fix=f"wait for it (`{t.command('status', name)}`), or stop it first "
+                                f"(`{t.command('stop', name)}`)")
         if status not in REDRIVABLE:
             raise UserError(f"execution {name} is {status}: it cannot be resumed", source=t.source, fix=new_run)
         self._check_redrivable(t, e, name, new_run)

@@ -16,6 +16,23 @@ from steps import naming
 from workflows.aws.session import Aws, aws_errors, from_args, is_not_found
 
 
+DEFAULT_TARGET = "stepfunctions"  # what --target defaults to for the ops commands
+
+
+def command(verb: str, *words: str, config: str | None = None, target: str | None = None) -> str:
+    """A command line a person can paste: ``mlpipe VERB WORDS --config PATH``, with ``--target T``
+    unless T is the default. Every hint naming an ops command is built here, so none leaves out
+    the config or the target it needs."""
+    import shlex
+
+    parts = ["mlpipe", verb, *words]
+    if config:
+        parts += ["--config", str(config)]
+    if target and target != DEFAULT_TARGET:
+        parts += ["--target", target]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 @dataclass
 class Target:
     """What the ops commands need to address a deployed pipeline."""
@@ -40,6 +57,10 @@ class Target:
         changed = real != self._account
         self._account = real
         return changed
+
+    def command(self, verb: str, *words: str) -> str:
+        """``mlpipe VERB WORDS`` for this pipeline and target, ready to paste (see ``command``)."""
+        return command(verb, *words, config=self.source, target=self.target)
 
     @property
     def arns(self) -> naming.Arns:
@@ -102,5 +123,5 @@ def target_of(args: argparse.Namespace, clients=None) -> Target:
     account = aws_doc.get("account_id")
     aws = from_args(args, region, clients)
     region = aws.region or aws.region_name
-    return Target(name=str(doc["pipeline"]["name"]), target=getattr(args, "target", None) or "stepfunctions",
+    return Target(name=str(doc["pipeline"]["name"]), target=getattr(args, "target", None) or DEFAULT_TARGET,
                   region=region, config_account=str(account) if account else None, aws=aws, source=source)

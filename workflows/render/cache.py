@@ -5,8 +5,9 @@ The key is the SHA-256 of:
 - the spec's fingerprint (the whole config after loading, with the content hash of every code
   asset), the target (``stepfunctions`` or ``sagemaker``);
 - mlpipe's renderer: the source of ``workflows/render/*.py``, ``steps/*.py``,
-  ``lambda_handlers/monitoring_schedule.py`` (the monitoring request) and ``config/aws_api.py``
-  (the request check a definition passes before it is stored);
+  ``lambda_handlers/monitoring_schedule.py`` (the monitoring request), ``config/aws_api.py``
+  (the request check a definition passes before it is stored) and ``workflows/aws/offline.py``
+  (the SDK's offline session);
 - the installed ``sagemaker``, ``stepfunctions`` and ``botocore`` versions (and
   ``AWS_DATA_PATH``, which can replace botocore's models).
 
@@ -38,6 +39,7 @@ SUFFIX = ".def"
 MAX_ENTRIES = 256
 _ROOT = Path(__file__).resolve().parents[2]
 _CODE = (("workflows/render", "*.py"), ("steps", "*.py"), ("config", "aws_api.py"),
+         ("workflows/aws", "offline.py"),                  # the SDK session the renderers run on
          ("lambda_handlers", "monitoring_schedule.py"))   # the monitoring request the state machine sends
 _VERSIONS = ("sagemaker", "stepfunctions", "botocore")
 

@@ -105,12 +105,12 @@ class FanOutStates:
                                result_path=f"$.stages.{sid}"))
         elif fan.source == "s3_listing":
             bucket, _, prefix = fan.s3_listing[5:].partition("/")
-            extra["ItemReader"] = {"Resource": f"arn:{self.arns.p}:states:::s3:listObjectsV2",
+            extra["ItemReader"] = {"Resource": self.arns.integration("s3", "listObjectsV2"),
                                    "Parameters": {"Bucket": bucket, "Prefix": prefix}}
         else:   # a column's values, written by the items job: read with the S3 integration (as a gate
             # reads its report), a few hundred bytes for the segments a column holds
             template, args = self.run_key(fan.items_stage, "items", "items.json")
-            read = Task(f"{fan.name}-items-read", resource=f"arn:{self.arns.p}:states:::aws-sdk:s3:getObject",
+            read = Task(f"{fan.name}-items-read", resource=self.arns.sdk_integration("s3", "getObject"),
                         parameters={"Bucket": self.spec.bucket,
                                     "Key": dyn(fmt(f"{self.spec.prefix}/{template}".lstrip("/"), *args))},
                         result_path=f"$.stages.{sid}")

@@ -12,17 +12,16 @@ import json
 from typing import Any
 
 from workflows.render.sdk import (
-    RendererBase, image_uri, inference_image_uri, isolated_env, monitor_image_uri, sdk_tuner,
+    RendererBase, image_uri, inference_image_uri, isolated_env, monitor_image_uri, sdk_estimator, sdk_tuner,
 )
 
-from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
 from sagemaker.lambda_helper import Lambda
 from sagemaker.model import Model
 from sagemaker.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.model_monitor import DataCaptureConfig, DatasetFormat
 from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
-from sagemaker.pytorch import PyTorch, PyTorchModel
+from sagemaker.pytorch import PyTorchModel
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
 from sagemaker.workflow import conditions as cond
@@ -150,18 +149,10 @@ class _Renderer(RendererBase):
         return ProcessingStep(name=s.name, step_args=args, depends_on=self.depends(s) or None, **self.job_step())
 
     def estimator(self, s: TrainingStage, output_path: Any = None):
-        common = dict(
-            instance_type=s.instance.type, instance_count=self.value(s.instance.count),
-            volume_size=s.instance.volume_gb, max_run=s.instance.max_runtime_seconds, role=self.role,
-            sagemaker_session=self.session, hyperparameters=dict(s.hyperparameters),
-            output_path=output_path or s.output_path or self.run_uri(s.name),
-            checkpoint_s3_uri=s.checkpoint_path, base_job_name=naming.job_prefix(self.spec.name, s.name),
-            disable_profiler=True, debugger_hook_config=False, tags=self.tags,
-        )
-        if s.image.kind == "algorithm":
-            return Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
-        return PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
-                       framework_version=s.image.version, py_version=s.image.py_version, **common)
+        return sdk_estimator(s, region=self.spec.region, role=self.role, session=self.session,
+                             instance_count=self.value(s.instance.count),
+                             output_path=output_path or s.output_path or self.run_uri(s.name),
+                             base_job_name=naming.job_prefix(self.spec.name, s.name), tags=self.tags)
 
     def training(self, s: TrainingStage) -> TrainingStep:
         inputs = {k: TrainingInput(s3_data=self.value(v), content_type=s.content_type) for k, v in s.inputs.items()}
@@ -206,11 +197,11 @@ class _Renderer(RendererBase):
         if image.kind == "algorithm":
             return Model(image_uri=inference_image_uri(image, self.spec.region, instance_type),
                          model_data=model_data, role=self.role, sagemaker_session=self.session,
-                         name=naming.safe_name(self.spec.name, s.name, limit=63))
+                         name=naming.model_name(self.spec.name, s.name))
         # The training script puts code/inference.py inside model.tar.gz, so no repack step runs.
         return PyTorchModel(model_data=model_data, framework_version=training.image.version,
                             py_version=training.image.py_version, role=self.role, sagemaker_session=self.session,
-                            name=naming.safe_name(self.spec.name, s.name, limit=63), env=dict(FRAMEWORK_MODEL_ENV))
+                            name=naming.model_name(self.spec.name, s.name), env=dict(FRAMEWORK_MODEL_ENV))
 
     def model(self, s: ModelStage) -> ModelStep:
         model = self.model_for(s, s.inputs["model_data"], s.image, s.instance.type)
@@ -266,7 +257,7 @@ class _Renderer(RendererBase):
             name=f"{s.name}-config", depends_on=self.depends(s) or None,
             retry_policies=self.job_step()["retry_policies"][:1],
             step_args=self.session.create_endpoint_config(
-                name=Join(on="-", values=[naming.job_prefix(self.spec.name, f"{s.name}-cfg"),
+                name=Join(on="-", values=[naming.endpoint_config_prefix(self.spec.name, s.name),
                                           ExecutionVariables.PIPELINE_EXECUTION_ID]),
                 model_name=self.value(s.inputs["model"]), initial_instance_count=self.value(s.instance.count),
                 instance_type=s.instance.type, data_capture_config_dict=capture))

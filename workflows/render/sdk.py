@@ -6,10 +6,12 @@ build those, and both need the SDK quiet, offline and independent of the caller'
 - ``isolated_env`` hides AWS_PROFILE and pins the region while an SDK runs (``import sagemaker``
   and the stepfunctions SDK build boto3 sessions from the environment);
 - ``offline_session`` has dummy credentials, an explicit SDK-config dict, a pre-resolved
-  default bucket, and refuses every botocore call, so no hidden STS/S3 call can slip in;
+  default bucket, and refuses every botocore call, so no hidden STS/S3 call can slip in (its
+  boto3 session comes from ``workflows/aws/offline.py``, like every boto3/botocore set-up);
 - image URIs come from the SDK's bundled tables (offline);
 - what the SDK would redo for every object it builds is done once per process: botocore's
-  data files are parsed once (one loader per search path, shared by every botocore session);
+  data files are parsed once (one loader per search path, shared by every botocore session:
+  ``workflows/aws/offline.py``);
   the SDK-defaults dict is validated once per distinct content and each image-URI table is
   read once (``_load_once``). The rendered bytes do not change (the golden files pin them).
 """
@@ -51,69 +53,11 @@ def isolated_env(region: str | None = None):
         os.environ.update(saved)
 
 
-# --- botocore's data files, parsed once per process ------------------------------------------
-# botocore gives every session its own loader, so each session (``import sagemaker`` makes
-# several; each PipelineSession, the estimator's default-session client and the stepfunctions
-# SDK's partition lookups make more) and the SDK's endpoint resolver re-parse the same files
-# (the sagemaker service model, endpoints.json: ~0.1-0.2 s each). Here there is one loader per
-# search path; a loader's cache only ever holds what it read from those paths, so sharing it
-# changes nothing but the number of reads. The default path shares the loader the config
-# checks already used (``config.aws_api``), whose models are parsed by then.
+from workflows.aws.offline import default_loader_shared, offline_boto_session  # noqa: E402
 
-import botocore.loaders  # noqa: E402
-import botocore.session  # noqa: E402
-
-from config import aws_api  # noqa: E402
-
-
-class _SearchPaths(list):
-    """A shared loader's search paths: each ``boto3.Session`` appends boto3's data directory
-    to its loader's; appending a path already there is a no-op, so sharing does not grow the
-    list (nor change which file a lookup finds)."""
-
-    def append(self, path: str) -> None:
-        if path not in self:
-            super().append(path)
-
-
-def _shareable(loader):
-    if not isinstance(loader.search_paths, _SearchPaths):
-        loader._search_paths = _SearchPaths(loader.search_paths)
-    return loader
-
-
-_create_loader = botocore.loaders.create_loader
-_LOADERS: dict[str | None, Any] = {None: _shareable(aws_api._loader())}
-
-
-def _shared_loader(search_path_string: str | None = None):
-    """``botocore.loaders.create_loader``, one loader per search path."""
-    if search_path_string not in _LOADERS:
-        _LOADERS[search_path_string] = _shareable(_create_loader(search_path_string))
-    return _LOADERS[search_path_string]
-
-
-botocore.loaders.create_loader = _shared_loader
-botocore.session.create_loader = _shared_loader
-
-
-@contextlib.contextmanager
-def _default_loader_shared():
-    """While the SDK is imported, ``botocore.loaders.Loader()`` with no arguments (what
-    ``sagemaker.workflow.properties`` calls to read the sagemaker service model's shapes) is
-    the shared default loader too."""
-    loader_class = botocore.loaders.Loader
-    botocore.loaders.Loader = lambda *a, **k: _LOADERS[None] if not (a or k) else loader_class(*a, **k)
-    try:
-        yield
-    finally:
-        botocore.loaders.Loader = loader_class
-
-
-with isolated_env(), _default_loader_shared():
+with isolated_env(), default_loader_shared():
     import sagemaker  # noqa: E402,F401
 
-import boto3  # noqa: E402
 from sagemaker import image_uris  # noqa: E402
 from sagemaker.workflow.pipeline_context import PipelineSession  # noqa: E402
 
@@ -161,24 +105,11 @@ def _load_once() -> None:
 _load_once()
 
 
-class OfflineCallError(RuntimeError):
-    """The SDK tried to call AWS while rendering; rendering must stay offline."""
-
-
 def offline_session(spec: PipelineSpec) -> PipelineSession:
-    """A session whose credentials are dummies that never leave: no profile is read, and any
-    botocore call raises ``OfflineCallError``."""
-    import botocore.session
-
-    isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
-    boto_session = boto3.Session(botocore_session=isolated, region_name=spec.region,
-                                 aws_access_key_id="offline", aws_secret_access_key="offline")
-
-    def refuse(event_name: str, **_: Any) -> None:
-        raise OfflineCallError(f"the sagemaker SDK attempted an AWS call while rendering: {event_name}")
-
-    boto_session.events.register("before-call.*.*", refuse)
-    session = PipelineSession(boto_session=boto_session, default_bucket=spec.bucket,
+    """A PipelineSession on an offline boto3 session (``workflows/aws/offline.py``): dummy
+    credentials that never leave, no profile read, and any botocore call raises
+    ``OfflineCallError``."""
+    session = PipelineSession(boto_session=offline_boto_session(spec.region), default_bucket=spec.bucket,
                               default_bucket_prefix=spec.prefix or None, sagemaker_config=_OFFLINE_SDK_CONFIG)
     session._default_bucket = spec.bucket  # else default_bucket() probes S3 for the bucket
     return session
@@ -213,6 +144,28 @@ def inference_image_uri(image: Image, region: str, instance_type: str) -> str:
     return image_uris.retrieve(framework=image.name, region=region, version=image.version,
                                py_version=image.py_version or "py3", instance_type=instance_type,
                                image_scope="inference")
+
+
+def sdk_estimator(stage, *, region: str, role: str, session, instance_count: Any, output_path: Any, **extra):
+    """A training stage's estimator, the one both renderers build: ``Estimator`` for an
+    algorithm image, ``PyTorch`` for a framework script. Hyperparameters go through it, so the
+    SDK formats them alike for both targets (strings for algorithms, JSON for framework
+    containers). ``instance_count`` and ``output_path``: each target's reference or value;
+    ``extra``: what only one target sets (the pipeline's base job name and tags)."""
+    from sagemaker.estimator import Estimator
+    from sagemaker.pytorch import PyTorch
+
+    s = stage
+    common = dict(
+        instance_type=s.instance.type, instance_count=instance_count, volume_size=s.instance.volume_gb,
+        max_run=s.instance.max_runtime_seconds, role=role, sagemaker_session=session,
+        hyperparameters=dict(s.hyperparameters), output_path=output_path, checkpoint_s3_uri=s.checkpoint_path,
+        disable_profiler=True, debugger_hook_config=False, **extra,
+    )
+    if s.image.kind == "algorithm":
+        return Estimator(image_uri=image_uri(s.image, region, s.instance.type), **common)
+    return PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
+                   framework_version=s.image.version, py_version=s.image.py_version, **common)
 
 
 def sdk_tuner(stage, estimator, **extra):

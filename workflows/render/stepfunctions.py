@@ -27,6 +27,7 @@ the assembly and ``finalize()``, which do what the SDK cannot.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from typing import Any
@@ -35,15 +36,14 @@ from workflows.render.asl import walk as asl_walk
 from workflows.render.fanout_states import FanOutStates, complete_map
 from workflows.render.sdk import (
     BASELINE_INPUT, BASELINE_OUTPUT, RendererBase, baseline_environment, image_uri, inference_image_uri, isolated_env,
-    monitor_image_uri, sdk_tuner,
+    monitor_image_uri, sdk_estimator, sdk_tuner,
 )
 
-from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
 from sagemaker.model import Model
 from sagemaker.model_monitor import DataCaptureConfig
 from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor, ScriptProcessor
-from sagemaker.pytorch import PyTorch, PyTorchModel
+from sagemaker.pytorch import PyTorchModel
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
 from stepfunctions.steps import (
@@ -178,19 +178,9 @@ class _Renderer(FanOutStates, RendererBase):
         return self.guard(step, s, selector, sagemaker_job=True)
 
     def estimator(self, s: TrainingStage, output_path: str | None = None):
-        # Hyperparameters go through the estimator, so the SDK formats them exactly as the
-        # SageMaker renderer's does (strings for algorithms, JSON for framework containers).
-        common = dict(
-            instance_type=s.instance.type, instance_count=self.path(s.instance.count),
-            volume_size=s.instance.volume_gb, max_run=s.instance.max_runtime_seconds, role=self.role,
-            sagemaker_session=self.session, output_path=output_path or s.output_path or self.run_uri(s.name),
-            checkpoint_s3_uri=s.checkpoint_path, disable_profiler=True, debugger_hook_config=False,
-            hyperparameters=dict(s.hyperparameters),
-        )
-        if s.image.kind == "algorithm":
-            return Estimator(image_uri=image_uri(s.image, self.spec.region, s.instance.type), **common)
-        return PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
-                       framework_version=s.image.version, py_version=s.image.py_version, **common)
+        return sdk_estimator(s, region=self.spec.region, role=self.role, session=self.session,
+                             instance_count=self.path(s.instance.count),
+                             output_path=output_path or s.output_path or self.run_uri(s.name))
 
     def training(self, s: TrainingStage) -> list:
         estimator = self.estimator(s)
@@ -226,7 +216,7 @@ class _Renderer(FanOutStates, RendererBase):
         """Read evaluation.json with the S3 SDK integration (no Lambda), then compare."""
         evaluation = s.inputs["evaluation"].stage
         key, args = self.run_key(evaluation, "evaluation", "evaluation.json")
-        read = Task(f"{s.name}-read", resource=f"arn:{self.arns.p}:states:::aws-sdk:s3:getObject",
+        read = Task(f"{s.name}-read", resource=self.arns.sdk_integration("s3", "getObject"),
                     parameters={"Bucket": self.spec.bucket,
                                 "Key": dyn(fmt(f"{self.spec.prefix}/{key}".lstrip("/"), *args))},
                     result_path=self.result_path(s))
@@ -281,7 +271,7 @@ class _Renderer(FanOutStates, RendererBase):
             parameters["ModelMetrics"] = {"ModelQuality": {"Statistics": {
                 "ContentType": "application/json",
                 "S3Uri": self.run_uri(metrics, "evaluation", "evaluation.json")}}}
-        task = Task(s.name, resource=f"arn:{self.arns.p}:states:::aws-sdk:sagemaker:createModelPackage",
+        task = Task(s.name, resource=self.arns.sdk_integration("sagemaker", "createModelPackage"),
                     parameters=parameters, result_path=self.result_path(s))
         return [self.guard(task, s, {"model_package_arn.$": "$.ModelPackageArn"})]
 
@@ -298,7 +288,7 @@ class _Renderer(FanOutStates, RendererBase):
         parts.append(f"Approve: mlpipe approve {{}} --config <config>   "
                      f"Reject: mlpipe reject {{}} --reason ... (times out after {s.timeout_seconds}s)")
         args += ["$.run.execution", "$.run.execution"]
-        task = Task(s.name, resource=f"arn:{self.arns.p}:states:::sns:publish.waitForTaskToken", timeout_seconds=s.timeout_seconds,
+        task = Task(s.name, resource=self.arns.integration("sns", "publish.waitForTaskToken"), timeout_seconds=s.timeout_seconds,
                     parameters={
                         "TopicArn": self.arns.topic(),
                         "Subject": f"mlpipe: approve the new {self.spec.name} model?",
@@ -322,7 +312,7 @@ class _Renderer(FanOutStates, RendererBase):
                                  instance_type=s.instance.type, data_capture_config=capture,
                                  result_path=f"$.stages.{state_id(s.name)}_config")
         self.guard(cfg, s, {"endpoint_config_arn.$": "$.EndpointConfigArn"})
-        find = Task(f"{s.name}-find", resource=f"arn:{self.arns.p}:states:::aws-sdk:sagemaker:listEndpoints",
+        find = Task(f"{s.name}-find", resource=self.arns.sdk_integration("sagemaker", "listEndpoints"),
                     parameters={"NameContains": s.endpoint_name, "MaxResults": 100},
                     result_path=f"$.stages.{state_id(s.name)}_existing")
         self.guard(find, s, {"names.$": "$.Endpoints[*].EndpointName"})
@@ -349,8 +339,8 @@ class _Renderer(FanOutStates, RendererBase):
         or update it when the endpoint has it already: the request the SageMaker target's
         scheduler function sends (``lambda_handlers/monitoring_schedule.py`` builds both)."""
         sid, name = state_id(s.name), naming.monitoring_schedule_name(self.spec.name, s.name)
-        sdk = f"arn:{self.arns.p}:states:::aws-sdk:sagemaker"
-        status = Task(f"{s.name}-status", resource=f"{sdk}:describeEndpoint",
+        sdk = functools.partial(self.arns.sdk_integration, "sagemaker")
+        status = Task(f"{s.name}-status", resource=sdk("describeEndpoint"),
                       parameters={"EndpointName": s.endpoint_name}, result_path=f"$.stages.{sid}_status")
         self.guard(status, s, {"status.$": "$.EndpointStatus"})
         wait = Wait(f"{s.name}-wait", seconds=60, comment="Creating or Updating: look again in a minute.")
@@ -361,7 +351,7 @@ class _Renderer(FanOutStates, RendererBase):
                               cause=f"endpoint {s.endpoint_name} failed; no monitoring schedule was attached"))
         ready.default_choice(wait)
         self._gate_rules[ready.state_id] = ChoiceRule.StringEquals(f"$.stages.{sid}_status.status", "InService")
-        find = Task(f"{s.name}-schedule-find", resource=f"{sdk}:listMonitoringSchedules",
+        find = Task(f"{s.name}-schedule-find", resource=sdk("listMonitoringSchedules"),
                     parameters={"EndpointName": s.endpoint_name, "NameContains": name, "MaxResults": 100},
                     result_path=f"$.stages.{sid}_schedules")
         self.guard(find, s, {"names.$": "$.MonitoringScheduleSummaries[*].MonitoringScheduleName"})
@@ -373,11 +363,11 @@ class _Renderer(FanOutStates, RendererBase):
             image_uri=monitor_image_uri(self.spec.region), role_arn=self.role,
             output_uri=f"{self.spec.s3_root}/monitoring/{s.endpoint_name}", instance_type=s.monitoring_instance.type,
             volume_gb=s.monitoring_instance.volume_gb, max_runtime_seconds=s.monitoring_instance.max_runtime_seconds)
-        create = Task(f"{s.name}-schedule-create", resource=f"{sdk}:createMonitoringSchedule",
+        create = Task(f"{s.name}-schedule-create", resource=sdk("createMonitoringSchedule"),
                       result_path=f"$.stages.{sid}_schedule", parameters={
                           "MonitoringScheduleName": name, "MonitoringScheduleConfig": config,
                           "Tags": [{"Key": k, "Value": v} for k, v in self.tags().items()]})
-        update = Task(f"{s.name}-schedule-update", resource=f"{sdk}:updateMonitoringSchedule",
+        update = Task(f"{s.name}-schedule-update", resource=sdk("updateMonitoringSchedule"),
                       result_path=f"$.stages.{sid}_schedule",
                       parameters={"MonitoringScheduleName": name, "MonitoringScheduleConfig": config})
         for t in (create, update):

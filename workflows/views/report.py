@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from steps.spec import PipelineSpec
+from workflows.local.record import DONE, Status
 from workflows.views.graph import STATE_COLOURS, svg
 
 CSS = """
@@ -43,7 +44,7 @@ def states_of(record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         value = ((entry.get("outputs") or {}).get("value") or {}).get("value")
         if entry.get("kind") == "gate" and isinstance(value, (int, float)):
             detail = f"value {value:.4g}"
-        out[name] = {"status": entry.get("status", "Pending"), "duration": duration_text(entry.get("duration")),
+        out[name] = {"status": entry.get("status", Status.PENDING), "duration": duration_text(entry.get("duration")),
                      "detail": detail}
     return out
 
@@ -93,7 +94,7 @@ def _metrics(metrics: Mapping[str, Any]) -> str:
 
 def _predictions(spec: PipelineSpec, record: Mapping[str, Any], run_dir: Path) -> tuple[list[float], list[float], str]:
     for s in reversed(spec.stages):
-        if s.kind == "evaluation" and record.get("stages", {}).get(s.name, {}).get("status") in ("Succeeded", "Cached"):
+        if s.kind == "evaluation" and record.get("stages", {}).get(s.name, {}).get("status") in DONE:
             path = run_dir / "stages" / s.name / "opt/ml/processing/evaluation/predictions.csv"
             if path.is_file():
                 rows = list(csv.DictReader(io.StringIO(path.read_text())))
