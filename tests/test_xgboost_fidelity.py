@@ -133,6 +133,23 @@ def test_xgboost_1_7_defaults_are_passed_to_a_newer_xgboost():
         assert algo.installed_xgboost_params({"updater": "grow_colmaker"}, 10, quiet).get("tree_method") is None
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_squared_error_rows_outside_the_draw_grow_the_same_tree_as_a_slice(weighted, monkeypatch):
+    """boost()'s fast path for reg:squarederror (a negative hessian deletes the undrawn rows)
+    must give exactly the model that growing each tree on the drawn rows' slice gives."""
+    data = regression_data(2000, seed=3, features=5)
+    dtrain = xgboost.DMatrix(data[:1500, 1:], label=data[:1500, 0],
+                             weight=(1.0 + np.arange(1500) % 3) if weighted else None)
+    dval = xgboost.DMatrix(data[1500:, 1:], label=data[1500:, 0])
+    params = {"objective": "reg:squarederror", "max_depth": 4, "eta": 0.3, "gamma": 0.5, "min_child_weight": 3,
+              "subsample": 0.6, "tree_method": "exact", "base_score": 0.5, "seed": 7, "verbosity": 0}
+    fast, fast_history = xb.boost(params, dtrain, 15, [(dtrain, "train"), (dval, "validation")], log=quiet)
+    monkeypatch.setattr(xb, "SQUARED_ERROR", ())
+    sliced, sliced_history = xb.boost(params, dtrain, 15, [(dtrain, "train"), (dval, "validation")], log=quiet)
+    assert fast.save_raw("json") == sliced.save_raw("json")
+    assert fast_history == sliced_history
+
+
 def test_the_model_keeps_base_score_0_5_as_xgboost_1_7_does(channels, tmp_path):
     train, validation, data = channels
     result = algo.train({"num_round": "3", "max_depth": "2"}, train, validation, tmp_path / "m", log=quiet)
