@@ -164,3 +164,41 @@ def test_no_module_is_long_without_saying_why():
         if text.count("\n") > 400 and "long on purpose" not in (ast.get_docstring(ast.parse(text, rel)) or ""):
             long.append(rel)
     assert not long, long
+
+
+# The README's Architecture table: which of our folders each folder may import (besides itself).
+MAY_IMPORT = {
+    "config/": (),
+    "steps/": ("config",),
+    "lambda_handlers/": (),
+    "workflows/files.py": ("config",),
+    "workflows/aws/": ("config",),
+    "workflows/render/": ("config", "steps", "workflows.aws", "lambda_handlers.monitoring_schedule"),
+    "workflows/views/": ("config", "steps", "workflows.local.record"),
+    "workflows/local/": ("config", "steps", "workflows.files", "workflows.aws", "workflows.views"),
+    "workflows/ops/": ("config", "steps", "workflows.aws", "workflows.render.asl", "workflows.local.store"),
+    "workflows/infra/": ("config", "steps", "workflows.aws", "workflows.render", "workflows.ops"),
+    "workflows/cli/": ("config", "steps", "lambda_handlers", "workflows"),
+}
+OURS = ("config", "steps", "lambda_handlers", "workflows")
+
+
+def test_every_folder_imports_only_what_the_architecture_table_allows():
+    folders = [f for f in MAY_IMPORT]
+    unlisted = [r for r in MODULES if not any(r == f or r.startswith(f) for f in folders)
+                and r != "workflows/__init__.py"]
+    assert not unlisted, f"modules outside the README's table: {unlisted}"
+    bad = []
+    for rel, names in MODULES.items():
+        folder = next((f for f in folders if rel == f or rel.startswith(f)), None)
+        if folder is None:
+            continue
+        own = folder.rstrip("/").removesuffix(".py").replace("/", ".")
+        for name in names:
+            if name.split(".")[0] not in OURS or name == own or name.startswith(own + "."):
+                continue
+            if name == "workflows":  # `from workflows import x`: x is named as workflows.x too
+                continue
+            if not any(name == a or name.startswith(a + ".") for a in MAY_IMPORT[folder]):
+                bad.append(f"{rel}: {name}")
+    assert not bad, "imports the README's Architecture table does not allow:\n" + "\n".join(sorted(bad))
