@@ -41,6 +41,7 @@ class Kind:
     job: str | None = None            # the SageMaker job it runs: processing | training | transform | tuning
     runs_code: bool = False           # a script runs in its image (the pins that `mlpipe run --exact` applies)
     cached: bool = False              # the local runner reuses its outputs when code, config and inputs are unchanged
+    light: bool = False               # bookkeeping only, locally: not counted against the runner's parallel stages
     input_dirs: dict[str, str] | None = None   # fixed container paths of named inputs (processing jobs)
     output_dirs: dict[str, str] | None = None  # fixed container paths of named outputs (processing jobs)
 
@@ -75,13 +76,13 @@ def _kinds() -> dict[str, Kind]:
         Kind("training", spec.TrainingStage, f["training"], job="training", runs_code=True, cached=True),
         Kind("evaluation", spec.EvaluationStage, f["evaluation"], job="processing", runs_code=True, cached=True,
              input_dirs={"model": f"{PROCESSING}/model", "test": f"{PROCESSING}/test"}),
-        Kind("gate", spec.GateStage, None),
-        Kind("model", spec.ModelStage, f["model"]),
-        Kind("register", spec.RegisterStage, f["register"]),
-        Kind("approval", spec.ApprovalStage, f["approval"]),
+        Kind("gate", spec.GateStage, None, light=True),
+        Kind("model", spec.ModelStage, f["model"], light=True),
+        Kind("register", spec.RegisterStage, f["register"], light=True),
+        Kind("approval", spec.ApprovalStage, f["approval"], light=True),
         Kind("endpoint", spec.EndpointStage, f["endpoint"]),
         Kind("transform", spec.TransformStage, f["transform"], job="transform", cached=True),
-        Kind("lambda", spec.LambdaStage, f["lambda"]),
+        Kind("lambda", spec.LambdaStage, f["lambda"], light=True),
         Kind("tuning", spec.TuningStage, f["tuning"], job="tuning", runs_code=True, cached=True),
         # Model Monitor's analyzer reads the dataset here and writes both files to one output
         # (the sagemaker SDK's DefaultModelMonitor.suggest_baseline paths)

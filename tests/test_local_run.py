@@ -53,6 +53,30 @@ def test_lambda_stage_wrote_ssm_through_the_embedded_emulator(default_run, runs)
     assert saved["/mlpipe/quickstart/model-name"] == model_name
 
 
+def test_the_run_owner_never_loads_boto3_or_the_emulator(tmp_path):
+    """The Lambda stage's own process reads back what the handler left in the emulator, so the
+    owner of a run (the CLI) loads neither boto3 nor moto (botocore's package, for its data
+    files' version, is all of it there): less memory and CPU beside the stages."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import contextlib, io, json, sys\n"
+            "from workflows.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            f"        code = main(['run', '--runs-dir', {str(tmp_path / 'runs')!r}, '--output', 'json'])\n"
+            "    except SystemExit as exc:\n"
+            "        code = exc.code\n"
+            "print(json.dumps({'code': code, 'loaded': sorted(m for m in ('boto3', 'botocore.session', 'botocore.client', 'moto') if m in sys.modules)}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "loaded": []}, proc.stderr[-2000:]
+    saved = json.loads((tmp_path / "runs" / ".emulator" / "ssm.json").read_text())
+    assert list(saved) == ["/mlpipe/quickstart/model-name"]
+
+
 def test_run_directory_follows_the_container_contract(default_run):
     run_dir = Path(default_run["run_dir"])
     record = json.loads((run_dir / "run.json").read_text())

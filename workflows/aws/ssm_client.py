@@ -21,10 +21,3 @@ def all_parameters(ssm) -> dict[str, str]:
 
 def put(ssm, name: str, value: str) -> None:
     ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
-
-
-def get(ssm, name: str) -> str | None:
-    try:
-        return ssm.get_parameter(Name=name)["Parameter"]["Value"]
-    except Exception:
-        return None

@@ -41,7 +41,6 @@ class LocalAws:
         self._workers = workers
         self._job = None
         self._url: str | None = None
-        self._client = None
 
     def start(self) -> None:
         """Fork the server now, so moto's import overlaps with the first stages."""
@@ -72,27 +71,14 @@ class LocalAws:
         """Environment for a process that should talk to the emulator instead of AWS."""
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
 
-    def ssm(self):
-        if self._client is None:
-            from workflows.aws import ssm_client
 
-            self._client = ssm_client.emulator_client(self.url, REGION)
-        return self._client
-
-    def save(self) -> None:
-        """Persist every SSM parameter (merging with what other runs saved)."""
-        from workflows.aws import ssm_client
-
-        current = ssm_client.all_parameters(self.ssm())
+    def save(self, parameters: dict[str, str]) -> None:
+        """Persist the SSM parameters a Lambda stage left in the emulator (read there, by the
+        stage's process: boto3 stays out of the run's owner), merging with what other runs saved."""
         with locked(self.state_file):
             saved = read_json(self.state_file) if self.state_file.is_file() else {}
-            saved.update(current)
+            saved.update(parameters)
             write_json(self.state_file, saved)
-
-    def get_parameter(self, name: str) -> str | None:
-        from workflows.aws import ssm_client
-
-        return ssm_client.get(self.ssm(), name)
 
     def stop(self) -> None:
         if self._job is not None:

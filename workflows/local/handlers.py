@@ -349,20 +349,24 @@ class StageHandlers:
         return {"predictions": {"path": "outputs/predictions"}, **self._result_outputs(work, ["rows"])}
 
     def _lambda(self, stage: Stage, work: Path) -> dict:
-        from workflows.local.emulator import isolate_from_real_aws
+        from workflows.local.emulator import REGION, isolate_from_real_aws
 
         event = {k: self.resolve(v, stage) for k, v in stage.inputs.items()}
         event["execution_id"] = self.record["run_id"]
         env = isolate_from_real_aws({**dict(stage.environment), **self.emulator.env()})
+        parameters_file = work / "ssm-parameters.json"
         try:
             self._job(stage, work, call="workflows.local.stages:invoke_lambda",
-                      kwargs={"handler": stage.handler, "event": event}, env=env)
+                      kwargs={"handler": stage.handler, "event": event, "parameters_file": str(parameters_file),
+                              "region": REGION},
+                      env=env)
         finally:
-            self.emulator.save()
+            parameters = store.read_json(parameters_file) if parameters_file.is_file() else {}
+            self.emulator.save(parameters)
         outputs = self._result_outputs(work, ["result"])
         name = stage.environment.get("PARAMETER_NAME")
         if name:
-            value = self.emulator.get_parameter(name)
+            value = parameters.get(name)
             with self._lock:
                 self.record.setdefault("ssm", {})[name] = value
             outputs["parameter"] = {"value": {"name": name, "value": value}}

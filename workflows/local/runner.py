@@ -287,19 +287,20 @@ class LocalRun(StageHandlers):
                      if s.kind == "lambda"), key=len)
 
     def _schedule(self) -> None:
-        """Run stages as their upstream stages finish, up to PARALLEL at once, in spec order
-        among those ready (the spec's order is the config's, approvals last). Stops starting
-        stages when the run is interrupted."""
+        """Run stages as their upstream stages finish, up to PARALLEL at once (stages of a kind
+        the contract calls ``light`` do not count: a condition, a record, a decision, a short API
+        call never keep a job waiting), in spec order among those ready (the spec's order is the
+        config's, approvals last). Stops starting stages when the run is interrupted."""
         pending = list(self.spec.stages)
         running: dict = {}
         emulator_after = self._emulator_after()
-        pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="stage")
+        pool = ThreadPoolExecutor(max_workers=len(pending) or 1, thread_name_prefix="stage")
         try:
             while (pending or running) and not self.stopping:
                 active = {s.name for s in pending} | {s.name for s in running.values()}
                 for stage in [s for s in pending if not (set(s.upstream) & active)]:
-                    if len(running) >= PARALLEL:
-                        break
+                    if not KINDS[stage.kind].light and sum(not KINDS[s.kind].light for s in running.values()) >= PARALLEL:
+                        continue
                     pending.remove(stage)
                     running[pool.submit(self._run_stage, stage)] = stage
                     active = {s.name for s in pending} | {s.name for s in running.values()}

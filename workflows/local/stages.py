@@ -182,12 +182,20 @@ def transform(model_tar: str, input_path: str, output_dir: str) -> int:
     return 0
 
 
-def invoke_lambda(handler: str, event: dict) -> int:
-    """Call the real handler, as the Lambda runtime would (environment already applied)."""
+def invoke_lambda(handler: str, event: dict, parameters_file: str, region: str) -> int:
+    """Call the real handler, as the Lambda runtime would (environment already applied); then,
+    even when it failed, write the emulator's SSM parameters to ``parameters_file``, so the run
+    keeps them without loading boto3 in the owner."""
     import importlib
 
     module, _, func = handler.rpartition(".")
-    response = getattr(importlib.import_module(module), func)(event, None)
+    try:
+        response = getattr(importlib.import_module(module), func)(event, None)
+    finally:
+        from workflows.aws import ssm_client
+
+        ssm = ssm_client.emulator_client(os.environ["AWS_ENDPOINT_URL"], region)
+        Path(parameters_file).write_text(json.dumps(ssm_client.all_parameters(ssm), sort_keys=True))
     print(f"{handler} returned {json.dumps(response, default=str)}")
     _result({"result": response})
     return 0
