@@ -99,7 +99,7 @@ def apply_data_options(config, *, input_data: str | None = None, target: str | N
         return config
     if data is None:
         raise UserError("this pipeline has no data section, so --input/--target cannot replace it",
-                        source=str(config._source), field="data")
+                        source=source_name(config), field="data")
     if input_data and target is None:
         raise UserError("--input needs --target NAME_OR_INDEX (the column to predict)")
     columns = [_index_or_name(c) for c in categorical] if categorical else None
@@ -125,9 +125,9 @@ def apply_data_options(config, *, input_data: str | None = None, target: str | N
     doc["data"] = {**data.model_dump(mode="json"), **changes}
     if doc["data"].get("header") is None and isinstance(doc["data"]["target"], str):
         doc["data"]["header"] = True
-    source = config._source
-    config = validate_document(doc, f"{source} (with command-line data options)")
-    config._source = source
+    source, text = config._source, config._source_text
+    config = validate_document(doc, f"{source_name(config)} (with command-line data options)")
+    config._source, config._source_text = source, text
     return config
 
 
@@ -199,7 +199,14 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     doc = apply_overrides(read_document(p), os.environ if env is None else env, overrides)
     config = validate_document(doc, str(p))
     config._source = p.resolve()
+    config._source_text = str(p)
     return config
+
+
+def source_name(config) -> str | None:
+    """How messages name a config's file: as the user gave it (``--config``), the way every
+    error from reading and validating it does; the resolved path when that is all there is."""
+    return config._source_text or (str(config._source) if config._source else None)
 
 
 def config_dir(config) -> Path:

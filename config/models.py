@@ -681,7 +681,8 @@ class PipelineConfig(Strict):
     cache: Cache | None = None
     notifications: Notifications = Notifications()
     foreach: ForEach | None = None   # fan-out: a group of stages once per item (config/foreach.py)
-    _source: Path | None = PrivateAttr(default=None)
+    _source: Path | None = PrivateAttr(default=None)       # the file, resolved: what relative paths start from
+    _source_text: str | None = PrivateAttr(default=None)   # the file as the user named it: what messages say
 
     @field_validator("parameters")
     @classmethod

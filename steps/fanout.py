@@ -106,7 +106,7 @@ def expand(spec: PipelineSpec, values: list[str] | None = None) -> PipelineSpec:
         return spec
     items = fan.items if fan.known else make_items(list(values or []))
     if not items:
-        raise ConfigError("the fan-out has no items", source=str(spec.source) if spec.source else None,
+        raise ConfigError("the fan-out has no items", source=spec.where,
                           field=f"foreach ({fan.name})", fix="give the column values or S3 objects to fan out over")
     members = set(fan.stages)
 
@@ -135,7 +135,7 @@ def expand(spec: PipelineSpec, values: list[str] | None = None) -> PipelineSpec:
                 changes["model_package_group"] = item.package_groups[s.name]
             out.append(replace(s, **changes))
     copies = {f"{m}-{i.key}": (m, i.key) for m in fan.stages for i in items}
-    return replace(spec, stages=toposort(out, str(spec.source) if spec.source else None),
+    return replace(spec, stages=toposort(out, spec.where),
                    fanout=replace(fan, items=tuple(items), copies=copies), origin_fingerprint=spec.fingerprint)
 
 
@@ -151,7 +151,7 @@ def static(spec: PipelineSpec) -> PipelineSpec:
     raise ConfigError(
         f"SageMaker Pipelines has no map step: mlpipe copies the fan-out's stages once per item at build "
         f"time, and these items ({what}) are known only at run time",
-        source=str(spec.source) if spec.source else None, field=field,
+        source=spec.where, field=field,
         fix="list the items in the config (foreach.values: [...] for a column, foreach.s3_prefixes: [...] for S3), "
             "or build --target stepfunctions, whose Distributed Map reads them at run time")
 
@@ -208,7 +208,7 @@ def plan_stages(spec: PipelineSpec) -> tuple[tuple[Stage, ...], tuple[Stage, ...
         outer.append(replace(s, depends_on=deps) if deps != tuple(s.depends_on) else s)
     inner = tuple(Stage(name=s.name, depends_on=tuple(u for u in s.upstream if u in members))
                   for s in spec.stages if s.name in members)
-    return toposort(outer, str(spec.source) if spec.source else None), inner
+    return toposort(outer, spec.where), inner
 
 
 def item_metadata(spec: PipelineSpec, stage: str) -> dict[str, str]:

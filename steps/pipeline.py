@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from config.errors import ConfigError
-from config.loader import config_dir
+from config.loader import config_dir, source_name
 from config.models import PipelineConfig
 from steps import fanout
 from steps.contract import KINDS
@@ -178,7 +178,7 @@ def length(plan: tuple) -> int:
 
 def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> PipelineSpec:
     env = os.environ if env is None else env
-    source = str(config._source) if config._source else None
+    source = source_name(config)   # as the user named it, like every error from loading the config
     ctx = BuildContext(config=config, base_dir=config_dir(config), source=source, built={})
     stages: list[Stage] = []
     for i, cfg in enumerate(config.stages):
@@ -213,6 +213,7 @@ def build_spec(config: PipelineConfig, env: dict[str, str] | None = None) -> Pip
         cache_expire_after=config.cache.expire_after if config.cache else None,
         emails=tuple(config.notifications.emails),
         source=config._source,
+        source_text=source,
         fanout=fan,
     )
 

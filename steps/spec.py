@@ -399,6 +399,12 @@ class PipelineSpec:
     source: Path | None = None
     fanout: FanOut | None = None           # a group of stages once per item
     origin_fingerprint: str | None = None  # an expanded fan-out keeps its config's fingerprint
+    source_text: str | None = field(default=None, compare=False)  # the config as the user named it
+
+    @property
+    def where(self) -> str | None:
+        """How messages name the config: as the user named it (see config.loader.source_name)."""
+        return self.source_text or (str(self.source) if self.source else None)
 
     def __iter__(self) -> Iterator[Stage]:
         return iter(self.stages)

@@ -1,6 +1,6 @@
 """Shared fixtures and helpers: repo on sys.path, the real abalone data when present, statelint, an
-offline guard, a moto server on 127.0.0.1, golden files, the CLI, config documents, pipeline
-steps and free ports."""
+offline guard, a moto server on 127.0.0.1 (and abalone's state machine on it), golden files, the
+CLI and its user errors, config documents, pipeline steps and free ports."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ EXAMPLES = ROOT / "config" / "examples"
 ABALONE_CSV = ROOT.parent / "shared" / "data" / "abalone.csv"
 STATELINT = Path(sys.executable).with_name("statelint")
 UPDATE_GOLDEN = os.environ.get("MLPIPE_UPDATE_GOLDEN") == "1"
+# abalone's state machine as deployed to the moto server (account 123456789012, us-east-1)
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"
 
 
 @pytest.fixture
@@ -138,6 +140,21 @@ def run_cli(*argv: str, env: dict | None = None, cwd: Path | None = None, timeou
     return _in_process(list(argv), env or {}, cwd or ROOT)
 
 
+def assert_user_error(result, *needles: str) -> str:
+    """The command was refused as the CLI refuses bad input: exit code 2, stderr starting with
+    ``error: `` and holding no traceback, and every needle in stderr. ``result``: what
+    ``run_cli`` returns, or ``(exit code, stdout, stderr)`` of ``main`` called in a test.
+    Returns stderr."""
+    if isinstance(result, subprocess.CompletedProcess):
+        result = (result.returncode, result.stdout, result.stderr)
+    code, out, err = result
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in err and err.startswith("error: "), err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
 def _in_process(argv: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
     """``workflows.cli.main.main(argv)`` with its own environment, working directory, stdout and
     stderr; an exception escaping it is printed as the interpreter would (exit code 1)."""
@@ -168,5 +185,28 @@ def _in_process(argv: list[str], env: dict, cwd: Path) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
-from moto_server import moto_server, moto_versions  # noqa: E402,F401  (fixtures for every test module)
+from moto_server import moto_server, moto_versions, reset  # noqa: E402,F401  (fixtures for every test module)
+
+
+@pytest.fixture
+def state_machine(moto_server):
+    """The moto server, emptied, with a bare state machine under abalone's deployed name
+    (SM_ARN; deploy itself is tested elsewhere): the server's URL."""
+    import boto3
+
+    reset(moto_server)
+    sfn = boto3.client("stepfunctions", endpoint_url=moto_server, region_name="us-east-1")
+    sfn.create_state_machine(name="mlpipe-abalone", roleArn="arn:aws:iam::123456789012:role/x",
+                             definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Succeed"}}}))
+    return moto_server
+
+
+@pytest.fixture
+def running(state_machine):
+    """``state_machine`` with one RUNNING execution, run-1: the server's URL."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions", endpoint_url=state_machine, region_name="us-east-1")
+    sfn.start_execution(stateMachineArn=SM_ARN, name="run-1")
+    return state_machine
 

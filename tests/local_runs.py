@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -106,21 +107,65 @@ def run_env(marker: str | None = None, fault: str | None = None, faults_dir: Pat
     return env
 
 
-def mlpipe(cwd: Path, *argv: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The CLI in this process; in a subprocess when given an environment (a marker, a fault)."""
-    if env is None:
+def mlpipe(cwd: Path, *argv: str, env: dict | None = None, timeout: float = 300,
+           umask: int | None = None) -> subprocess.CompletedProcess:
+    """The CLI in this process; in a subprocess when given an environment (a marker, a fault)
+    or a ``umask`` (the subprocess's own: this process's would not reach a warm fork server)."""
+    if env is None and umask is None:
         return run_cli(*argv, cwd=cwd)
     return subprocess.run([sys.executable, "-m", "workflows.cli", *argv], cwd=cwd, env=env or run_env(),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=None if umask is None else lambda: os.umask(umask))
 
 
-def run(cwd: Path, runs: Path, *argv: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
-    proc = mlpipe(cwd, "run", "--runs-dir", str(runs), "--output", "json", *argv, env=env)
+def _json(text: str) -> dict | None:
     try:
-        doc = json.loads(proc.stdout) if proc.stdout.strip() else None
+        return json.loads(text) if text.strip() else None
     except json.JSONDecodeError:
-        doc = None
-    return proc, doc
+        return None
+
+
+def run(cwd: Path, runs: Path, *argv: str, env: dict | None = None,
+        umask: int | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
+    proc = mlpipe(cwd, "run", "--runs-dir", str(runs), "--output", "json", *argv, env=env, umask=umask)
+    return proc, _json(proc.stdout)
+
+
+# The libraries' thread pools (OpenBLAS, OpenMP) and glibc's malloc arenas reserve address space
+# per thread and core: pinned, a process's address space no longer grows with the machine.
+PINNED_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "MALLOC_ARENA_MAX": "2"}
+
+
+def run_bounded(cwd: Path, runs: Path, *argv: str, address_space: int,
+                timeout: float = 300) -> tuple[subprocess.CompletedProcess, dict | None, int]:
+    """`mlpipe run` in a subprocess whose every process (the owner, the fork server, the
+    stages: the limit is inherited) may map at most ``address_space`` bytes (RLIMIT_AS), with
+    PINNED_THREADS. Returns the process, its JSON summary and the largest resident set (bytes)
+    of any process of the run (wait4's ru_maxrss covers the owner and every descendant reaped
+    below it)."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    outs = [cwd / f"bounded-{uuid.uuid4().hex[:6]}.{name}" for name in ("out", "err")]
+    with open(outs[0], "w") as out, open(outs[1], "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "workflows.cli", "run", "--runs-dir", str(runs),
+                                 "--output", "json", *argv], cwd=cwd, env={**run_env(), **PINNED_THREADS},
+                                stdout=out, stderr=err, preexec_fn=limit)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    stdout, stderr = (p.read_text() for p in outs)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return done, _json(stdout), usage.ru_maxrss * 1024  # Linux: KiB
 
 
 def start(cwd: Path, runs: Path, *argv: str, env: dict) -> subprocess.Popen:

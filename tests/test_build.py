@@ -10,9 +10,12 @@ import sys
 
 import pytest
 from asl_eval import evaluate
-from conftest import EXAMPLES, GOLDEN, ROOT, all_steps, check_golden, run_cli, statelint
+from conftest import (
+    EXAMPLES, GOLDEN, ROOT, all_steps, changed_config, check_golden, mask_hashes, run_cli, stage_named, statelint,
+)
 
 from steps import pipeline
+from steps.assets import CODE_DIR
 from steps.pipeline import load_spec
 from workflows.render import PIPELINE_FILE, STATE_MACHINE_FILE, render
 from workflows.render.asl import states as asl_states, walk as asl_walk
@@ -31,6 +34,25 @@ def test_golden_files(rendered, name):
     """The whole rendered document, one per target, compared exactly with content hashes masked."""
     for rel, golden_name in ((STATE_MACHINE_FILE, "state_machine.asl.json"), (PIPELINE_FILE, "pipeline.json")):
         check_golden(GOLDEN / name / golden_name, rendered[name][rel].decode())
+
+
+def test_a_script_edit_changes_only_hashes_that_the_golden_files_mask(rendered, tmp_path):
+    """abalone with its evaluation script edited by one comment line (a copy under the
+    builtin's name, which the config points at) renders a new asset key and config hash, and
+    the same documents once hashes are masked: a script edit does not rewrite a golden file."""
+    script = tmp_path / "evaluate.py"
+    script.write_text((CODE_DIR / "evaluate.py").read_text() + "# one more comment line\n")
+    config = changed_config(tmp_path, lambda doc: stage_named(doc, "evaluate").update(code=str(script)))
+    original, edited = load_spec(EXAMPLES / "abalone.yaml", env=CLEAN_ENV), load_spec(config, env=CLEAN_ENV)
+    old, new = (next(a for a in spec.assets if a.entry.name == "evaluate.py") for spec in (original, edited))
+    assert old.entry.parent == CODE_DIR and new.entry == script
+    assert new.sha256 != old.sha256 and new.key != old.key and edited.fingerprint != original.fingerprint
+    files = render(edited, "all", use_cache=False)
+    for rel, golden_name in ((STATE_MACHINE_FILE, "state_machine.asl.json"), (PIPELINE_FILE, "pipeline.json")):
+        before, after = rendered["abalone"][rel].decode(), files[rel].decode()
+        assert old.key in before and new.key in after and old.key not in after, rel
+        assert original.fingerprint in before and edited.fingerprint in after, rel
+        assert mask_hashes(after) == mask_hashes(before) == (GOLDEN / "abalone" / golden_name).read_text(), rel
 
 
 @pytest.mark.parametrize("name", CONFIGS)

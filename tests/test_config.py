@@ -128,6 +128,30 @@ def test_bad_config_exits_2_without_traceback(tmp_path, case):
     assert not (tmp_path / "out").exists(), "a failed build must not leave files behind"
 
 
+NAMED_AS_GIVEN = {  # found while validating the document / while building the pipeline from it
+    "dangling reference": (lambda d: stage_named(d, "evaluate").update(model="nope.model"),
+                           "stages[3](evaluate).model: 'nope.model' names no stage"),
+    "cycle": (lambda d: stage_named(d, "preprocess").update(depends_on=["evaluate"]),
+              "stages: stages depend on each other in a cycle: evaluate -> preprocess -> evaluate"),
+}
+
+
+@pytest.mark.parametrize("case", list(NAMED_AS_GIVEN))
+@pytest.mark.parametrize("relative", [True, False], ids=["relative", "absolute"])
+def test_config_errors_name_the_file_as_it_was_given(tmp_path, case, relative):
+    """Every config error names the file as the user gave it: a cycle (found while building the
+    pipeline, which knows the config's resolved path) like a dangling reference (found while
+    validating the document)."""
+    change, text = NAMED_AS_GIVEN[case]
+    path = changed_config(tmp_path, change)
+    given = path.name if relative else str(path)
+    proc = run_cli("build", "--config", given, "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: {given}: ") and text in proc.stderr, proc.stderr
+    if relative:
+        assert str(tmp_path) not in proc.stderr, proc.stderr
+
+
 def test_malformed_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("pipeline: [unclosed\n")

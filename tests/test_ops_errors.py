@@ -14,50 +14,32 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import run_cli  # noqa: E402
+from conftest import SM_ARN, assert_user_error, run_cli  # noqa: E402
 from moto_server import reset  # noqa: E402
 
 CONFIG = str(ROOT / "config" / "examples" / "abalone.yaml")
-SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"
-
-
-@pytest.fixture
-def state_machine(moto_server):
-    """A bare state machine under the deployed name (deploy itself is tested elsewhere)."""
-    reset(moto_server)
-    sfn = boto3.client("stepfunctions", endpoint_url=moto_server, region_name="us-east-1")
-    sfn.create_state_machine(name="mlpipe-abalone", roleArn="arn:aws:iam::123456789012:role/x",
-                             definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Succeed"}}}))
-    return moto_server
-
-
-def _assert_user_error(proc, *needles: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, (needle, proc.stderr)
 
 
 def test_nothing_deployed(moto_server):
     reset(moto_server)
     for cmd in (["status"], ["list"], ["start"], ["history", "x"], ["stop", "x"]):
         proc = run_cli("--endpoint-url", moto_server, *cmd, "--config", CONFIG)
-        _assert_user_error(proc, "nothing deployed yet", "mlpipe deploy")
+        assert_user_error(proc, "nothing deployed yet", "mlpipe deploy")
     proc = run_cli("--endpoint-url", moto_server, "status", "--config", CONFIG, "--target", "sagemaker")
-    _assert_user_error(proc, "nothing deployed yet", "SageMaker pipeline mlpipe-abalone")
+    assert_user_error(proc, "nothing deployed yet", "SageMaker pipeline mlpipe-abalone")
     proc = run_cli("--endpoint-url", moto_server, "schedule", "show", "--config", CONFIG)
-    _assert_user_error(proc, "no schedule")
+    assert_user_error(proc, "no schedule")
 
 
 def test_unknown_execution(state_machine):
     for cmd in ("status", "history", "stop"):
         proc = run_cli("--endpoint-url", state_machine, cmd, "nope-123", "--config", CONFIG)
-        _assert_user_error(proc, "execution 'nope-123' not found", "mlpipe list")
+        assert_user_error(proc, "execution 'nope-123' not found", "mlpipe list")
 
 
 def test_no_executions_yet(state_machine):
     proc = run_cli("--endpoint-url", state_machine, "status", "--config", CONFIG)
-    _assert_user_error(proc, "no executions")
+    assert_user_error(proc, "no executions")
 
 
 @pytest.mark.parametrize("param, needle", [
@@ -68,7 +50,7 @@ def test_no_executions_yet(state_machine):
 ])
 def test_bad_params_send_nothing(state_machine, param, needle):
     proc = run_cli("--endpoint-url", state_machine, "start", "--config", CONFIG, "--param", param)
-    _assert_user_error(proc, needle)
+    assert_user_error(proc, needle)
     sfn = boto3.client("stepfunctions", endpoint_url=state_machine, region_name="us-east-1")
     assert sfn.list_executions(stateMachineArn=SM_ARN)["executions"] == []
 
@@ -79,18 +61,18 @@ def test_no_credentials(state_machine):
                AWS_REGION="us-east-1")
     proc = subprocess.run([sys.executable, "-m", "workflows.cli", "--endpoint-url", state_machine, "status",
                            "--config", CONFIG], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
-    _assert_user_error(proc, "no AWS credentials", "aws configure")
+    assert_user_error(proc, "no AWS credentials", "aws configure")
 
 
 def test_unreachable_endpoint():
     proc = run_cli("--endpoint-url", "http://127.0.0.1:9", "status", "--config", CONFIG, "run-1",
                    env={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"})
-    _assert_user_error(proc, "cannot reach the AWS endpoint", "--endpoint-url")
+    assert_user_error(proc, "cannot reach the AWS endpoint", "--endpoint-url")
 
 
 def test_missing_config_file(moto_server):
     proc = run_cli("--endpoint-url", moto_server, "status", "--config", "/nonexistent.yaml")
-    _assert_user_error(proc, "file not found")
+    assert_user_error(proc, "file not found")
 
 
 # Every operations command, in the order a user would go (start first, so the others find an
@@ -180,7 +162,7 @@ def test_stop_twice_is_a_user_error(state_machine):
     sfn = boto3.client("stepfunctions", endpoint_url=state_machine, region_name="us-east-1")
     sfn.start_execution(stateMachineArn=SM_ARN, name="once")
     assert run_cli("--endpoint-url", state_machine, "stop", "once", "--config", CONFIG).returncode == 0
-    _assert_user_error(run_cli("--endpoint-url", state_machine, "stop", "once", "--config", CONFIG),
+    assert_user_error(run_cli("--endpoint-url", state_machine, "stop", "once", "--config", CONFIG),
                        "already ended (ABORTED)")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import re
 import shlex
 from contextlib import redirect_stdout
@@ -20,7 +19,6 @@ from moto_server import reset
 from config.errors import UserError
 
 CONFIG = str(EXAMPLES / "abalone.yaml")
-SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"
 PIPELINE_EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlpipe-abalone/execution/abc123"
 
 
@@ -33,17 +31,6 @@ def one_error(proc) -> str:
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
     return proc.stderr
-
-
-@pytest.fixture
-def running(moto_server):
-    """A state machine under the deployed name with one RUNNING execution, run-1."""
-    reset(moto_server)
-    sfn = boto3.client("stepfunctions", endpoint_url=moto_server, region_name="us-east-1")
-    sfn.create_state_machine(name="mlpipe-abalone", roleArn="arn:aws:iam::123456789012:role/x",
-                             definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Succeed"}}}))
-    sfn.start_execution(stateMachineArn=SM_ARN, name="run-1")
-    return moto_server
 
 
 def paste(url: str, hint: str):

@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import EXAMPLES, run_cli  # noqa: E402
+from conftest import EXAMPLES, assert_user_error, run_cli  # noqa: E402
 from moto_server import reset  # noqa: E402
 
 ABALONE = str(EXAMPLES / "abalone.yaml")
@@ -54,20 +54,6 @@ def _main(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def _user_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, (code, err)
-    assert "Traceback" not in err and "error: " in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-
-
-def _proc_user_error(proc, *needles: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, (needle, proc.stderr)
-
-
 @contextlib.contextmanager
 def _umask(mask: int):
     old = os.umask(mask)
@@ -89,8 +75,8 @@ def test_build_into_a_project_refuses_and_keeps_its_files(tmp_path):
     (project / "src" / "model.py").write_text("print('mine')\n")
     (project / "README.md").write_text("mine\n")
 
-    code, out, err = _main("build", "--config", QUICKSTART, "--out", str(project))
-    _user_error(code, err, "did not write", "src/model.py", "README.md", "--force")
+    assert_user_error(_main("build", "--config", QUICKSTART, "--out", str(project)),
+                      "did not write", "src/model.py", "README.md", "--force")
     assert (project / "src" / "model.py").read_text() == "print('mine')\n"
     assert sorted(p.name for p in project.iterdir()) == ["README.md", "src"], "nothing written when refused"
 
@@ -130,31 +116,28 @@ def test_rebuild_replaces_only_its_own_files_and_modes_follow_the_umask(tmp_path
     assert json.loads((out / ".mlpipe-build.json").read_text())["files"] == first
 
     (out / "notes.txt").write_text("mine\n")
-    code, _, err = _main("build", "--config", QUICKSTART, "--out", str(out))
-    _user_error(code, err, "notes.txt")
+    assert_user_error(_main("build", "--config", QUICKSTART, "--out", str(out)), "notes.txt")
     assert (out / "notes.txt").read_text() == "mine\n"
 
 
 def test_build_targets_that_cannot_be_a_build_directory(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("keep me\n")
-    code, _, err = _main("build", "--config", QUICKSTART, "--out", str(a_file))
-    _user_error(code, err, "is not a directory")
+    assert_user_error(_main("build", "--config", QUICKSTART, "--out", str(a_file)), "is not a directory")
     assert a_file.read_text() == "keep me\n"
-    code, _, err = _main("build", "--config", QUICKSTART, "--out", str(a_file / "sub"))
-    _user_error(code, err, "is not a directory")
+    assert_user_error(_main("build", "--config", QUICKSTART, "--out", str(a_file / "sub")), "is not a directory")
     proc = run_cli("build", "--config", QUICKSTART, "--out", "/proc/nope")
-    _proc_user_error(proc, "cannot write /proc/nope")
+    assert_user_error(proc, "cannot write /proc/nope")
     assert proc.stderr.count("error:") == 1
 
 
 def test_export_writes_one_file_and_refuses_a_directory(tmp_path):
-    code, _, err = _main("export", "cloudformation", "--config", QUICKSTART, "--out", str(tmp_path))
-    _user_error(code, err, "is a directory")
+    assert_user_error(_main("export", "cloudformation", "--config", QUICKSTART, "--out", str(tmp_path)),
+                      "is a directory")
     as_dir = tmp_path / "stack.json"
     as_dir.mkdir()
-    code, _, err = _main("export", "cloudformation", "--config", QUICKSTART, "--out", str(as_dir))
-    _user_error(code, err, "is a directory")
+    assert_user_error(_main("export", "cloudformation", "--config", QUICKSTART, "--out", str(as_dir)),
+                      "is a directory")
 
     out = tmp_path / "t.json"
     with _umask(0o022):
@@ -169,10 +152,10 @@ def test_export_writes_one_file_and_refuses_a_directory(tmp_path):
 
 def test_graph_out_on_a_directory_or_a_missing_parent(tmp_path):
     for fmt in ("svg", "png"):
-        _proc_user_error(run_cli("graph", "--config", QUICKSTART, "--format", fmt, "--out", str(tmp_path)),
-                         "is a directory")
-        _proc_user_error(run_cli("graph", "--config", QUICKSTART, "--format", fmt, "--out",
-                                 str(tmp_path / "missing" / f"dag.{fmt}")), "does not exist", "mkdir -p")
+        assert_user_error(run_cli("graph", "--config", QUICKSTART, "--format", fmt, "--out", str(tmp_path)),
+                          "is a directory")
+        assert_user_error(run_cli("graph", "--config", QUICKSTART, "--format", fmt, "--out",
+                                  str(tmp_path / "missing" / f"dag.{fmt}")), "does not exist", "mkdir -p")
     assert list(tmp_path.iterdir()) == []
     proc = run_cli("graph", "--config", QUICKSTART, "--format", "png", "--out", str(tmp_path / "dag.png"))
     assert proc.returncode == 0, proc.stderr
@@ -519,9 +502,9 @@ def test_race_retries_are_bounded_and_clear(monkeypatch):
 def test_unknown_region_for_ops_commands(moto_server):
     for argv in (["status"], ["list"], ["schedule", "show"]):
         proc = run_cli("--region", "us-east-7", *argv, "--config", ABALONE)
-        _proc_user_error(proc, "'us-east-7' is not an AWS region", "us-east-1")
+        assert_user_error(proc, "'us-east-7' is not an AWS region", "us-east-1")
     proc = run_cli("--endpoint-url", moto_server, "status", "--config", ABALONE, "--region", "us-east-7")
-    _proc_user_error(proc, "'us-east-7' is not an AWS region")
+    assert_user_error(proc, "'us-east-7' is not an AWS region")
 
 
 class _NotAws(http.server.BaseHTTPRequestHandler):
@@ -564,47 +547,39 @@ def not_aws():
 def test_an_endpoint_that_is_not_aws(moto_server, not_aws, body, status):
     url = not_aws(body, status)
     proc = run_cli("--endpoint-url", url, "status", "--config", ABALONE)
-    _proc_user_error(proc, "but not as AWS does", "--endpoint-url")
+    assert_user_error(proc, "but not as AWS does", "--endpoint-url")
     assert proc.stdout == ""
 
 
 def test_an_endpoint_that_is_not_aws_for_deploy(moto_server, not_aws):
     """Deploy starts with sts:GetCallerIdentity (an XML API): a page it cannot parse."""
     for body in (b"hello", _NotAws.body):
-        code, out, err = _main("--endpoint-url", not_aws(body), "deploy", "--config", ABALONE, "--dry-run")
-        _user_error(code, err, "not as AWS does", "--endpoint-url")
+        assert_user_error(_main("--endpoint-url", not_aws(body), "deploy", "--config", ABALONE, "--dry-run"),
+                          "not as AWS does", "--endpoint-url")
 
 
-def test_start_with_a_reused_name(moto_server):
-    reset(moto_server)
-    sfn = _client(moto_server, "stepfunctions")
-    sfn.create_state_machine(name="mlpipe-abalone", roleArn="arn:aws:iam::123456789012:role/x",
-                             definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}))
-    common = ["--endpoint-url", moto_server, "start", "--config", ABALONE, "--name", "nightly-1", "-o", "json"]
+def test_start_with_a_reused_name(state_machine):
+    common = ["--endpoint-url", state_machine, "start", "--config", ABALONE, "--name", "nightly-1", "-o", "json"]
     first = run_cli(*common, "--param", "TrainingInstanceCount=2")
     assert first.returncode == 0, first.stderr
     same = run_cli(*common, "--param", "TrainingInstanceCount=2")
     assert same.returncode == 0 and json.loads(same.stdout)["arn"] == json.loads(first.stdout)["arn"]
     other = run_cli(*common, "--param", "TrainingInstanceCount=3")
-    _proc_user_error(other, "'nightly-1'", "already exists", "other parameters", "--name")
+    assert_user_error(other, "'nightly-1'", "already exists", "other parameters", "--name")
 
 
-def test_sdk_logging_stays_off_stdout_and_off_stderr_unless_verbose(moto_server):
-    reset(moto_server)
-    _client(moto_server, "stepfunctions").create_state_machine(
-        name="mlpipe-abalone", roleArn="arn:aws:iam::123456789012:role/x",
-        definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}))
+def test_sdk_logging_stays_off_stdout_and_off_stderr_unless_verbose(state_machine):
     # a library that sent every log record to stdout, at DEBUG
     code = ("import logging, sys\n"
             "logging.basicConfig(stream=sys.stdout, level=logging.DEBUG)\n"
             "from workflows.cli.main import main\n"
             "sys.exit(main(sys.argv[1:]))\n")
-    argv = ["--endpoint-url", moto_server, "list", "--config", ABALONE, "-o", "json"]
+    argv = ["--endpoint-url", state_machine, "list", "--config", ABALONE, "-o", "json"]
     for verbose in (False, True):
         proc = subprocess.run([sys.executable, "-c", code, *(["--verbose"] if verbose else []), *argv],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == [], "stdout holds the result only"
         assert ("botocore" in proc.stderr) is verbose, proc.stderr[-2000:]
-    after = run_cli("--endpoint-url", moto_server, "list", "--config", ABALONE, "--verbose", "-o", "json")
+    after = run_cli("--endpoint-url", state_machine, "list", "--config", ABALONE, "--verbose", "-o", "json")
     assert after.returncode == 0 and json.loads(after.stdout) == [] and "botocore" in after.stderr

@@ -30,7 +30,6 @@ from moto_server import reset  # noqa: E402
 from workflows.views.graph import STATE_COLOURS  # noqa: E402
 
 CONFIG = str(ROOT / "config" / "examples" / "abalone.yaml")
-SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:mlpipe-abalone"
 PIPELINE = "mlpipe-abalone"
 NS = "{http://www.w3.org/2000/svg}"
 STAGES = ["preprocess", "train", "evaluate", "evaluate-gate", "create-model", "register", "batch-score",

@@ -32,7 +32,16 @@ _LIST_AT_MOST = 10
 
 
 def umask() -> int:
-    """The process umask (reading it means setting it; set it straight back)."""
+    """The process umask. Linux shows it in /proc/self/status; elsewhere reading it means
+    setting it and setting it straight back, which a file created by another thread in between
+    would see (the local runner runs stages in threads), so that is the fallback only."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -409,6 +409,14 @@ def _json_writer(obj) -> Callable:
     return lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def _file_mode() -> int:
+    """0666 less the umask: what a file created with open() gets (reading the umask sets it;
+    set it straight back: this script runs in one thread)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_atomic(path: Path, write: Callable) -> None:
     """Write through a temp file in the same directory, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -416,7 +424,7 @@ def _write_atomic(path: Path, write: Callable) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             write(f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the outputs are meant to be shared
+        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; the mode open() would give, as the umask says
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -210,10 +210,15 @@ def _not_aws_message(url: str, operation: str, what: str) -> str:
     return f"{where} answered {operation}, but not as AWS does ({what})"
 
 
+def resolve_region(*given: str | None) -> str | None:
+    """The region to use: the first of ``given`` that is set (``--region``, the config's
+    region), else ``AWS_REGION``, else ``AWS_DEFAULT_REGION``; None leaves it to the profile."""
+    return next((r for r in given if r), None) or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
 def from_args(args: Any, config_region: str | None = None, clients: ClientFactory | None = None) -> Aws:
     """The Aws for a parsed command line (global options may sit before or after the command)."""
-    region = getattr(args, "region", None) or config_region or os.environ.get("AWS_REGION") \
-        or os.environ.get("AWS_DEFAULT_REGION")
+    region = resolve_region(getattr(args, "region", None), config_region)
     return Aws(endpoint_url=getattr(args, "endpoint_url", None), region=region,
                profile=getattr(args, "profile", None), clients=clients or getattr(args, "clients", None))
 

@@ -282,7 +282,7 @@ def _distributed_map(spec: PipelineSpec, a: Arns) -> list[dict[str, Any]]:
     return st
 
 
-def _lambda_functions(spec: PipelineSpec, a: Arns, fns: list[Function]) -> dict[str, Any]:
+def _lambda_functions(a: Arns, fns: list[Function]) -> dict[str, Any]:
     """The pipeline's own lambda stages: their logs and the SSM parameter they record."""
     st = [_stmt("FunctionLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                 [a.function_logs(f.name) for f in fns])]
@@ -332,7 +332,7 @@ def _schedulers(spec: PipelineSpec, a: Arns, schedulers: list[Function]) -> dict
     )
 
 
-def _starter(sid: str, spec: PipelineSpec, a: Arns, target: str, dlq: bool) -> dict[str, Any]:
+def _starter(sid: str, a: Arns, target: str, dlq: bool) -> dict[str, Any]:
     # Step Functions: runs start through the `live` alias. Step Functions authorizes a qualified
     # ARN against the state machine's own ARN, so both are listed (and nothing broader).
     st = [_stmt(sid, ["states:StartExecution"], [a.state_machine(), a.state_machine_alias()])
@@ -366,7 +366,7 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
     lambdas: dict[str, dict[str, Any]] = {}
     stage_fns = [f for f in fns if not f.deployer and not f.starter and not f.scheduler]
     if stage_fns:
-        lambdas[naming.policy_name("functions")] = _lambda_functions(spec, a, stage_fns)
+        lambdas[naming.policy_name("functions")] = _lambda_functions(a, stage_fns)
     if any(f.deployer for f in fns):
         lambdas[own("endpoint-deployer")] = _endpoint_deployer(spec, a, [f for f in fns if f.deployer])
     if any(f.scheduler for f in fns):
@@ -380,10 +380,10 @@ def roles(spec: PipelineSpec, target: str, account: str | None = None, region: s
     if lambdas:
         docs.append(("lambda", lambdas))
     if spec.schedule is not None:
-        docs.append(("scheduler", {own("start"): _starter("StartOnSchedule", spec, a, target,
+        docs.append(("scheduler", {own("start"): _starter("StartOnSchedule", a, target,
                                                           spec.schedule.dead_letter_queue)}))
     if spec.trigger_prefix and target == "stepfunctions":  # SageMaker: the rule invokes the starter function
-        docs.append(("events", {own("start"): _starter("StartOnNewData", spec, a, target, False)}))
+        docs.append(("events", {own("start"): _starter("StartOnNewData", a, target, False)}))
     out = []
     for service, pols in docs:
         given = bool(spec.roles.get("lambda_" if service == "lambda" else service))

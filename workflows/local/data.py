@@ -59,14 +59,12 @@ def fetch(source: str, cache: Path, aws: dict | None = None) -> tuple[Path, dict
 def _download(uri: str, cache: Path, aws: dict) -> tuple[Path, dict]:
     """S3 input through the same client factory as every other AWS call (honours
     --endpoint-url, --region, --profile, the config's region and the standard AWS settings)."""
-    import os
-
     from workflows.aws import s3_client
-    from workflows.aws.session import Aws, aws_errors
+    from workflows.aws.session import Aws, aws_errors, resolve_region
 
     bucket, _, key = uri[5:].partition("/")
     settings = dict(aws)
-    settings["region"] = settings.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    settings["region"] = resolve_region(settings.get("region"))
     s3 = Aws(**settings).client("s3")
     with aws_errors(f"reading {uri} (or pass a local file with --input)"):
         head = s3_client.head(s3, bucket, key)

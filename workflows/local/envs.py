@@ -282,7 +282,12 @@ class Environment:
     def run_driver(self, command: str, request: dict, timeout: float = 600) -> dict:
         """``xgboost_driver.py COMMAND`` in this environment, forked from its warm server (one per
         process, started with PYTHONHASHSEED=0, so the many calls of a fidelity check pay the
-        imports once): ``request`` in as JSON, the answer back as JSON (its output under "log")."""
+        imports once): ``request`` in as JSON, the answer back as JSON (its output under "log").
+
+        Not called by mlpipe itself: the public helper of the xgboost fidelity checks, which
+        compare the emulator with the container's own code (bench/containers/xgboost_reference.py
+        wraps it for tests/test_xgboost_fidelity.py and bench/bench_xgboost_fidelity.py). It stays
+        here because it needs this environment's interpreter and the warm worker servers."""
         from workflows.local.worker import Job, Workers
 
         it = self.interpreter()
@@ -315,7 +320,7 @@ def for_spec(spec) -> dict[tuple[str, str, str], Environment]:
         if pins is None:
             known = ", ".join(p.label for p in table.IMAGES.values())
             raise UserError(f"--exact has no pinned environment for the {image.name} {image.version} image of "
-                            f"stage {stage.name!r} ({stage.kind})", source=str(spec.source or "") or None,
+                            f"stage {stage.name!r} ({stage.kind})", source=spec.where,
                             field=f"stages.{stage.name}",
                             fix=f"pinned images: {known} (workflows/local/pins.py); run without --exact")
         out.setdefault(pins.key, Environment(pins))

@@ -48,7 +48,7 @@ def runtime_items(spec: PipelineSpec, options) -> list[str]:
         values = preprocess.item_values(frame, fan.column)
     except preprocess.DataError as exc:
         raise UserError(f"cannot read the fan-out's items (column {fan.column!r}): {exc}",
-                        source=str(spec.source) if spec.source else None, field="foreach.column") from None
+                        source=spec.where, field="foreach.column") from None
     if not values:
         raise UserError(f"column {fan.column!r} has no values to fan out over", field="foreach.column")
     return values

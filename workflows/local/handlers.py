@@ -335,7 +335,7 @@ class StageHandlers:
             store.write_bytes(path, ("\n".join(feature_rows(self._test_csv())) + "\n").encode())
         return path
 
-    def _batch_fallback_hash(self, stage: Stage) -> str:
+    def _batch_fallback_hash(self) -> str:
         try:
             return tree_hash(self._test_csv())
         except Exception:

@@ -547,7 +547,7 @@ class LocalRun(StageHandlers):
         if KINDS[stage.kind].job == "processing" and getattr(stage, "instance", None):
             h.update(json.dumps(self.resolve(stage.instance.count, stage)).encode())
         if stage.kind == "transform":
-            h.update(self._batch_fallback_hash(stage).encode())
+            h.update(self._batch_fallback_hash().encode())
         if self._interpreter(stage) is not None:  # --exact: the environment and the container's code
             from workflows.local import pins
 

@@ -1,9 +1,10 @@
 """Render a PipelineSpec as a SageMaker Pipeline definition with ``sagemaker.workflow``.
 
-With ``render/sdk.py``, the only code that imports the sagemaker SDK (v2; end of support July
-2027), so moving to another SDK changes one folder. Rendering is offline and deterministic:
-code is handed over as S3 URIs of content-addressed assets, so the SDK never uploads, and job
-names are left to SageMaker Pipelines (``pipelines-<execution>-<step>``), unique per run.
+With ``render/sdk.py`` and the Step Functions renderer (whose SDK takes sagemaker objects), the
+only code that imports the sagemaker SDK (v2; end of support July 2027), so moving to another
+SDK changes one folder. Rendering is offline and deterministic: code is handed over as S3 URIs
+of content-addressed assets, so the SDK never uploads, and job names are left to SageMaker
+Pipelines (``pipelines-<execution>-<step>``), unique per run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from typing import Any
 
 from workflows.render.sdk import (
-    RendererBase, image_uri, inference_image_uri, isolated_env, monitor_image_uri, sdk_estimator, sdk_tuner,
+    RendererBase, inference_image_uri, isolated_env, monitor_image_uri, sdk_estimator, sdk_processor, sdk_tuner,
 )
 
 from sagemaker.inputs import TrainingInput
@@ -20,9 +21,8 @@ from sagemaker.lambda_helper import Lambda
 from sagemaker.model import Model
 from sagemaker.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.model_monitor import DataCaptureConfig, DatasetFormat
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.processing import ProcessingInput, ProcessingOutput
 from sagemaker.pytorch import PyTorchModel
-from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
 from sagemaker.workflow import conditions as cond
 from sagemaker.workflow.check_job_config import CheckJobConfig
@@ -130,14 +130,13 @@ class _Renderer(RendererBase):
         return [d for d in stage.depends_on if self.spec.stage(d).kind not in _BRANCH_KINDS]
 
     # --- one method per stage kind -------------------------------------------------------
+    def processor(self, s: ProcessingStage | EvaluationStage):
+        return sdk_processor(s, region=self.spec.region, role=self.role, session=self.session,
+                             instance_count=self.value(s.instance.count),
+                             base_job_name=naming.job_prefix(self.spec.name, s.name), tags=self.tags)
+
     def processing(self, s: ProcessingStage) -> ProcessingStep:
-        processor = SKLearnProcessor(
-            framework_version=s.image.version, instance_type=s.instance.type,
-            instance_count=self.value(s.instance.count), volume_size_in_gb=s.instance.volume_gb,
-            max_runtime_in_seconds=s.instance.max_runtime_seconds, role=self.role,
-            sagemaker_session=self.session, base_job_name=naming.job_prefix(self.spec.name, s.name),
-            tags=self.tags,
-        )
+        processor = self.processor(s)
         args = processor.run(
             code=s.code.uri,
             inputs=[ProcessingInput(source=self.value(v), destination=KINDS[s.kind].input_path(k), input_name=k)
@@ -169,13 +168,7 @@ class _Renderer(RendererBase):
                           **self.job_step())
 
     def evaluation(self, s: EvaluationStage) -> ProcessingStep:
-        processor = ScriptProcessor(
-            image_uri=image_uri(s.image, self.spec.region, s.instance.type), command=["python3"],
-            instance_type=s.instance.type, instance_count=self.value(s.instance.count),
-            volume_size_in_gb=s.instance.volume_gb, max_runtime_in_seconds=s.instance.max_runtime_seconds,
-            role=self.role, sagemaker_session=self.session,
-            base_job_name=naming.job_prefix(self.spec.name, s.name), tags=self.tags,
-        )
+        processor = self.processor(s)
         report = PropertyFile(name=f"{s.name}-report", output_name="evaluation", path="evaluation.json")
         self.property_files[s.name] = report
         args = processor.run(
@@ -317,14 +310,6 @@ class _Renderer(RendererBase):
                              if_steps=downstream, else_steps=[fail])
 
     # --- assembly ------------------------------------------------------------------------
-    def handlers(self) -> dict[str, Any]:
-        """One method per stage kind (a test checks that every kind in steps.contract has one);
-        a gate or an approval becomes a ConditionStep around the steps below it."""
-        return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
-                "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
-                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_,
-                "tuning": self.tuning, "baseline": self.baseline}
-
     def render(self) -> Pipeline:
         """Build steps in order. A gate or approval becomes a ConditionStep whose if-branch holds
         every stage below it; an approval inside a gate becomes one of the gate's steps."""

@@ -61,7 +61,7 @@ with isolated_env(), default_loader_shared():
 from sagemaker import image_uris  # noqa: E402
 from sagemaker.workflow.pipeline_context import PipelineSession  # noqa: E402
 
-from steps.spec import Image, PipelineSpec  # noqa: E402
+from steps.spec import EvaluationStage, Image, PipelineSpec  # noqa: E402
 
 # A non-empty SDK-defaults dict: an empty one makes the Session read config files from disk or
 # S3, and TelemetryOptOut stops the estimator's telemetry call.
@@ -127,6 +127,15 @@ class RendererBase:
         self.arns = Arns.of(spec)
         self.role = self.arns.role("sagemaker")
 
+    def handlers(self) -> dict[str, Any]:
+        """Each stage kind's method, by the same name in both renderers (a test checks, for
+        each renderer, that every kind in steps.contract has one; a missing method fails it).
+        In the SageMaker renderer a gate's or an approval's method also takes the steps below it."""
+        return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
+                "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
+                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_,
+                "tuning": self.tuning, "baseline": self.baseline}
+
 
 def image_uri(image: Image, region: str, instance_type: str) -> str:
     """ECR image a stage's job runs in (training scope for frameworks)."""
@@ -166,6 +175,25 @@ def sdk_estimator(stage, *, region: str, role: str, session, instance_count: Any
         return Estimator(image_uri=image_uri(s.image, region, s.instance.type), **common)
     return PyTorch(entry_point=s.entry_point.entry.name, source_dir=s.entry_point.uri,
                    framework_version=s.image.version, py_version=s.image.py_version, **common)
+
+
+def sdk_processor(stage, *, region: str, role: str, session, instance_count: Any, **extra):
+    """A processing or evaluation stage's processor, the one both renderers build:
+    ``SKLearnProcessor`` (the image's version is scikit-learn's) for a processing stage,
+    ``ScriptProcessor`` running ``python3`` in the stage's image for an evaluation stage.
+    ``instance_count``: each target's reference or value; ``extra``: what only one target sets
+    (the pipeline's base job name and tags)."""
+    from sagemaker.processing import ScriptProcessor
+    from sagemaker.sklearn.processing import SKLearnProcessor
+
+    s = stage
+    common = dict(
+        instance_type=s.instance.type, instance_count=instance_count, volume_size_in_gb=s.instance.volume_gb,
+        max_runtime_in_seconds=s.instance.max_runtime_seconds, role=role, sagemaker_session=session, **extra,
+    )
+    if isinstance(s, EvaluationStage):
+        return ScriptProcessor(image_uri=image_uri(s.image, region, s.instance.type), command=["python3"], **common)
+    return SKLearnProcessor(framework_version=s.image.version, **common)
 
 
 def sdk_tuner(stage, estimator, **extra):

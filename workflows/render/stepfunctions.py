@@ -35,16 +35,15 @@ from typing import Any
 from workflows.render.asl import walk as asl_walk
 from workflows.render.fanout_states import FanOutStates, complete_map
 from workflows.render.sdk import (
-    BASELINE_INPUT, BASELINE_OUTPUT, RendererBase, baseline_environment, image_uri, inference_image_uri, isolated_env,
-    monitor_image_uri, sdk_estimator, sdk_tuner,
+    BASELINE_INPUT, BASELINE_OUTPUT, RendererBase, baseline_environment, inference_image_uri, isolated_env,
+    monitor_image_uri, sdk_estimator, sdk_processor, sdk_tuner,
 )
 
 from sagemaker.inputs import TrainingInput
 from sagemaker.model import Model
 from sagemaker.model_monitor import DataCaptureConfig
-from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor, ScriptProcessor
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
 from sagemaker.pytorch import PyTorchModel
-from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.transformer import Transformer
 from stepfunctions.steps import (
     Catch, Chain, Choice, ChoiceRule, EndpointConfigStep, EndpointStep, Fail, LambdaStep, Map, ModelStep,
@@ -129,7 +128,7 @@ class _Renderer(FanOutStates, RendererBase):
     def result_path(self, stage: Stage) -> str:
         return f"$.stages.{state_id(stage.name)}"
 
-    def guard(self, task, stage: Stage, selector: dict[str, str] | None, sagemaker_job: bool = False):
+    def guard(self, task, selector: dict[str, str] | None, sagemaker_job: bool = False):
         if selector is not None:
             self.selectors[task.state_id] = selector
         if sagemaker_job:
@@ -141,22 +140,16 @@ class _Renderer(FanOutStates, RendererBase):
         return task
 
     # --- one method per stage kind; each returns the states of that stage, in order ------
+    def processor(self, s: ProcessingStage | EvaluationStage):
+        return sdk_processor(s, region=self.spec.region, role=self.role, session=self.session,
+                             instance_count=self.path(s.instance.count))
+
     def processing(self, s: ProcessingStage) -> list:
-        processor = SKLearnProcessor(
-            framework_version=s.image.version, instance_type=s.instance.type,
-            instance_count=self.path(s.instance.count), volume_size_in_gb=s.instance.volume_gb,
-            max_runtime_in_seconds=s.instance.max_runtime_seconds, role=self.role,
-            sagemaker_session=self.session)
-        return [self._processing_job(s, processor, {k: v for k, v in s.inputs.items()}, list(s.outputs),
+        return [self._processing_job(s, self.processor(s), {k: v for k, v in s.inputs.items()}, list(s.outputs),
                                      list(s.arguments))]
 
     def evaluation(self, s: EvaluationStage) -> list:
-        processor = ScriptProcessor(
-            image_uri=image_uri(s.image, self.spec.region, s.instance.type), command=["python3"],
-            instance_type=s.instance.type, instance_count=self.path(s.instance.count),
-            volume_size_in_gb=s.instance.volume_gb, max_runtime_in_seconds=s.instance.max_runtime_seconds,
-            role=self.role, sagemaker_session=self.session)
-        return [self._processing_job(s, processor, dict(s.inputs), ["evaluation"],
+        return [self._processing_job(s, self.processor(s), dict(s.inputs), ["evaluation"],
                                      ["--problem-type", s.problem_type])]
 
     def _processing_job(self, s: Stage, processor, inputs: dict, outputs: list[str], arguments: list[str]):
@@ -175,7 +168,7 @@ class _Renderer(FanOutStates, RendererBase):
         selector = {"job_name.$": "$.ProcessingJobName"}
         selector.update({f"{o}.$": f"$.ProcessingOutputConfig.Outputs[{i}].S3Output.S3Uri"
                          for i, o in enumerate(outputs)})
-        return self.guard(step, s, selector, sagemaker_job=True)
+        return self.guard(step, selector, sagemaker_job=True)
 
     def estimator(self, s: TrainingStage, output_path: str | None = None):
         return sdk_estimator(s, region=self.spec.region, role=self.role, session=self.session,
@@ -190,8 +183,8 @@ class _Renderer(FanOutStates, RendererBase):
             result_path=self.result_path(s), tags=self.tags(),
         )
         as_the_sagemaker_sdk_sends(step.parameters, estimator)
-        return [self.guard(step, s, {"job_name.$": "$.TrainingJobName",
-                                     "model.$": "$.ModelArtifacts.S3ModelArtifacts"}, sagemaker_job=True)]
+        return [self.guard(step, {"job_name.$": "$.TrainingJobName",
+                                  "model.$": "$.ModelArtifacts.S3ModelArtifacts"}, sagemaker_job=True)]
 
     def tuning(self, s: TuningStage) -> list:
         """createHyperParameterTuningJob.sync over the training template; the best training job's
@@ -206,7 +199,7 @@ class _Renderer(FanOutStates, RendererBase):
                           data={k: TrainingInput(self.path(v), content_type=t.content_type) for k, v in s.inputs.items()})
         if s.random_seed is not None:  # the SDK's request builder predates RandomSeed
             step.parameters["HyperParameterTuningJobConfig"]["RandomSeed"] = s.random_seed
-        return [self.guard(step, s, {
+        return [self.guard(step, {
             "job_name.$": "$.HyperParameterTuningJobName",
             "best_training_job.$": "$.BestTrainingJob.TrainingJobName",
             "model.$": "States.Format('{}/{}/output/model.tar.gz', $.TrainingJobDefinition.OutputDataConfig."
@@ -220,7 +213,7 @@ class _Renderer(FanOutStates, RendererBase):
                     parameters={"Bucket": self.spec.bucket,
                                 "Key": dyn(fmt(f"{self.spec.prefix}/{key}".lstrip("/"), *args))},
                     result_path=self.result_path(s))
-        self.guard(read, s, {"metrics.$": "States.StringToJson($.Body)"})
+        self.guard(read, {"metrics.$": "States.StringToJson($.Body)"})
         value = f"{self.result_path(s)}.metrics.{s.json_path}"
         fail = Fail(f"{s.name}-failed", error="QualityGateFailed")
         self.patches[fail.state_id] = {"CausePath": fmt(
@@ -246,7 +239,7 @@ class _Renderer(FanOutStates, RendererBase):
         step = ModelStep(s.name, model=model, model_name=run_name(self.spec, s.name),
                          instance_type=s.instance.type, result_path=self.result_path(s), tags=self.tags())
         # CreateModel returns only the ARN; the name is its last path segment.
-        return [self.guard(step, s, {"model_name.$": "States.ArrayGetItem(States.StringSplit($.ModelArn, '/'), 1)"})]
+        return [self.guard(step, {"model_name.$": "States.ArrayGetItem(States.StringSplit($.ModelArn, '/'), 1)"})]
 
     def register(self, s: RegisterStage) -> list:
         model_stage = self.spec.stage(s.inputs["model"].stage)
@@ -273,7 +266,7 @@ class _Renderer(FanOutStates, RendererBase):
                 "S3Uri": self.run_uri(metrics, "evaluation", "evaluation.json")}}}
         task = Task(s.name, resource=self.arns.sdk_integration("sagemaker", "createModelPackage"),
                     parameters=parameters, result_path=self.result_path(s))
-        return [self.guard(task, s, {"model_package_arn.$": "$.ModelPackageArn"})]
+        return [self.guard(task, {"model_package_arn.$": "$.ModelPackageArn"})]
 
     def approval(self, s: ApprovalStage) -> list:
         """Publish what is to be approved, with the task token, and wait for `mlpipe approve`."""
@@ -298,7 +291,7 @@ class _Renderer(FanOutStates, RendererBase):
         declined = Succeed(f"{s.name}-declined", comment="Rejected or timed out: the run ends without deploying.")
         task.add_catch(Catch(error_equals=[APPROVAL_DECLINED, "States.Timeout"], next_step=declined,
                              result_path="$.approval_error"))
-        return [self.guard(task, s, {"decision.$": "$.decision"})]
+        return [self.guard(task, {"decision.$": "$.decision"})]
 
     def endpoint(self, s: EndpointStage) -> list:
         """EndpointConfig (with data capture), then create the endpoint or update it in place."""
@@ -311,11 +304,11 @@ class _Renderer(FanOutStates, RendererBase):
                                  initial_instance_count=self.path(s.instance.count),
                                  instance_type=s.instance.type, data_capture_config=capture,
                                  result_path=f"$.stages.{state_id(s.name)}_config")
-        self.guard(cfg, s, {"endpoint_config_arn.$": "$.EndpointConfigArn"})
+        self.guard(cfg, {"endpoint_config_arn.$": "$.EndpointConfigArn"})
         find = Task(f"{s.name}-find", resource=self.arns.sdk_integration("sagemaker", "listEndpoints"),
                     parameters={"NameContains": s.endpoint_name, "MaxResults": 100},
                     result_path=f"$.stages.{state_id(s.name)}_existing")
-        self.guard(find, s, {"names.$": "$.Endpoints[*].EndpointName"})
+        self.guard(find, {"names.$": "$.Endpoints[*].EndpointName"})
         exists = Pass(f"{s.name}-exists", parameters={
             "exists": dyn(f"States.ArrayContains($.stages.{state_id(s.name)}_existing.names, '{s.endpoint_name}')")},
             result_path=f"$.stages.{state_id(s.name)}_existing")
@@ -324,7 +317,7 @@ class _Renderer(FanOutStates, RendererBase):
         update = EndpointStep(f"{s.name}-update", endpoint_name=s.endpoint_name, endpoint_config_name=config_name,
                               update=True, result_path=self.result_path(s))
         for t in (create, update):
-            self.guard(t, s, {"endpoint_arn.$": "$.EndpointArn"})
+            self.guard(t, {"endpoint_arn.$": "$.EndpointArn"})
         choice = Choice(f"{s.name}-exists?")
         choice.add_choice(ChoiceRule.BooleanEquals(f"$.stages.{state_id(s.name)}_existing.exists", True), update)
         choice.default_choice(create)
@@ -342,7 +335,7 @@ class _Renderer(FanOutStates, RendererBase):
         sdk = functools.partial(self.arns.sdk_integration, "sagemaker")
         status = Task(f"{s.name}-status", resource=sdk("describeEndpoint"),
                       parameters={"EndpointName": s.endpoint_name}, result_path=f"$.stages.{sid}_status")
-        self.guard(status, s, {"status.$": "$.EndpointStatus"})
+        self.guard(status, {"status.$": "$.EndpointStatus"})
         wait = Wait(f"{s.name}-wait", seconds=60, comment="Creating or Updating: look again in a minute.")
         wait.next(status)
         ready = Choice(f"{s.name}-in-service?")
@@ -354,7 +347,7 @@ class _Renderer(FanOutStates, RendererBase):
         find = Task(f"{s.name}-schedule-find", resource=sdk("listMonitoringSchedules"),
                     parameters={"EndpointName": s.endpoint_name, "NameContains": name, "MaxResults": 100},
                     result_path=f"$.stages.{sid}_schedules")
-        self.guard(find, s, {"names.$": "$.MonitoringScheduleSummaries[*].MonitoringScheduleName"})
+        self.guard(find, {"names.$": "$.MonitoringScheduleSummaries[*].MonitoringScheduleName"})
         exists = Pass(f"{s.name}-schedule-exists", result_path=f"$.stages.{sid}_schedules", parameters={
             "exists": dyn(f"States.ArrayContains($.stages.{sid}_schedules.names, '{name}')")})
         config = schedule_config(
@@ -371,7 +364,7 @@ class _Renderer(FanOutStates, RendererBase):
                       result_path=f"$.stages.{sid}_schedule",
                       parameters={"MonitoringScheduleName": name, "MonitoringScheduleConfig": config})
         for t in (create, update):
-            self.guard(t, s, {"monitoring_schedule_arn.$": "$.MonitoringScheduleArn"})
+            self.guard(t, {"monitoring_schedule_arn.$": "$.MonitoringScheduleArn"})
         choice = Choice(f"{s.name}-schedule-exists?")
         choice.add_choice(ChoiceRule.BooleanEquals(f"$.stages.{sid}_schedules.exists", True), update)
         choice.default_choice(create)
@@ -400,9 +393,9 @@ class _Renderer(FanOutStates, RendererBase):
                                       destination=self.run_uri(s.name, "baseline"))],
             result_path=self.result_path(s), tags=self.tags())
         report = "$.ProcessingOutputConfig.Outputs[0].S3Output.S3Uri"
-        return [self.guard(step, s, {"job_name.$": "$.ProcessingJobName",
-                                     "statistics.$": f"States.Format('{{}}/statistics.json', {report})",
-                                     "constraints.$": f"States.Format('{{}}/constraints.json', {report})"},
+        return [self.guard(step, {"job_name.$": "$.ProcessingJobName",
+                                  "statistics.$": f"States.Format('{{}}/statistics.json', {report})",
+                                  "constraints.$": f"States.Format('{{}}/constraints.json', {report})"},
                            sagemaker_job=True)]
 
     def transform(self, s: TransformStage) -> list:
@@ -413,8 +406,8 @@ class _Renderer(FanOutStates, RendererBase):
                              model_name=self.path(s.inputs["model"]), data=self.path(s.inputs["data"]),
                              content_type=s.content_type, split_type="Line", join_source="Input",
                              result_path=self.result_path(s), tags=self.tags())
-        return [self.guard(step, s, {"job_name.$": "$.TransformJobName",
-                                     "predictions.$": "$.TransformOutput.S3OutputPath"}, sagemaker_job=True)]
+        return [self.guard(step, {"job_name.$": "$.TransformJobName",
+                                  "predictions.$": "$.TransformOutput.S3OutputPath"}, sagemaker_job=True)]
 
     def lambda_(self, s: LambdaStage) -> list:
         payload = {k: self.path(v) for k, v in s.inputs.items()}
@@ -424,16 +417,9 @@ class _Renderer(FanOutStates, RendererBase):
         step.add_retry(Retry(error_equals=["Lambda.ServiceException", "Lambda.AWSLambdaException",
                                            "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
                              interval_seconds=2, max_attempts=3, backoff_rate=2.0))
-        return [self.guard(step, s, {"result.$": "$.Payload"})]
+        return [self.guard(step, {"result.$": "$.Payload"})]
 
     # --- assembly ------------------------------------------------------------------------
-    def handlers(self) -> dict[str, Any]:
-        """One method per stage kind (a test checks that every kind in steps.contract has one)."""
-        return {"processing": self.processing, "training": self.training, "evaluation": self.evaluation,
-                "gate": self.gate, "model": self.model, "register": self.register, "approval": self.approval,
-                "endpoint": self.endpoint, "transform": self.transform, "lambda": self.lambda_,
-                "tuning": self.tuning, "baseline": self.baseline}
-
     def graph(self):
         self._gate_rules: dict[str, Any] = {}
         self._joins: dict[str, Pass] = {}
