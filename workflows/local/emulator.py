@@ -32,7 +32,8 @@ START_TIMEOUT = 120.0  # seconds; moto's import takes about one
 
 
 class LocalAws:
-    """The run's emulator: started early (``start``), its URL awaited when a stage needs it."""
+    """The run's emulator: started ahead of need (``start``, when the runner reaches the last
+    SageMaker job before a Lambda stage), its URL awaited when that stage runs."""
 
     def __init__(self, state_dir: Path, run_dir: Path, workers) -> None:
         self.state_file = state_dir / "ssm.json"
@@ -43,7 +44,7 @@ class LocalAws:
         self._url: str | None = None
 
     def start(self) -> None:
-        """Fork the server now, so moto's import overlaps with the first stages."""
+        """Fork the server now, so moto's import overlaps with the stages before the Lambda's."""
         if self._job is None:
             from workflows.local.worker import Job
 
