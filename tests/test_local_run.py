@@ -269,3 +269,69 @@ def test_the_emulator_loads_ssm_without_moto_ec2_and_send_command_still_reaches_
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:3] == ["before False", "put False 1", "send True Success"]
+
+
+def test_a_lambda_whose_parameters_cannot_be_read_back_keeps_its_own_outcome(tmp_path, monkeypatch, capsys):
+    """The read-back of the emulator's parameters after a Lambda handler never replaces the
+    handler's outcome: a handler that succeeded still succeeds (with a warning), and a handler
+    that failed fails with its own error."""
+    import socket
+    import sys
+
+    from workflows.local import stages
+
+    (tmp_path / "handlers_under_test.py").write_text(
+        "def ok(event, context):\n    return {'seen': event['x']}\n\n"
+        "def boom(event, context):\n    raise ValueError('the handler failed: ' + event['x'])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with socket.socket() as s:  # a port nothing listens on: the emulator is gone
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "mlpipe-local")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.chdir(tmp_path)
+    parameters = tmp_path / "ssm-parameters.json"
+
+    assert stages.invoke_lambda("handlers_under_test.ok", {"x": "1"}, str(parameters), "us-east-1") == 0
+    err = capsys.readouterr().err
+    assert "could not read the emulator's SSM parameters back" in err
+    assert not parameters.exists() and not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="the handler failed: 2"):
+        stages.invoke_lambda("handlers_under_test.boom", {"x": "2"}, str(parameters), "us-east-1")
+    sys.modules.pop("handlers_under_test", None)
+
+
+def test_the_scheduler_runs_two_jobs_and_light_stages_beside_them(tmp_path, monkeypatch):
+    """At most PARALLEL stages of heavy kinds at once, and light stages (gate, model, register,
+    approval, Lambda) up to LIGHT_PARALLEL beside them: abalone's approval starts while the
+    batch transform and the Lambda still run, so the endpoint does not wait behind them."""
+    import threading
+    import time as clock
+
+    from steps.contract import KINDS
+    from workflows.local import runner, session
+
+    spec = session.spec_for(runner.Options(config=str(EXAMPLES / "abalone.yaml")))
+    run = runner.LocalRun(spec, runner.Options(config=str(EXAMPLES / "abalone.yaml")), tmp_path / "runs")
+    run.emulator = None
+    lock, live, seen, started = threading.Lock(), [], [], {}
+
+    def fake_stage(stage):
+        with lock:
+            started[stage.name] = clock.monotonic()
+            live.append(stage)
+            seen.append((sum(not KINDS[s.kind].light for s in live), sum(KINDS[s.kind].light for s in live)))
+        clock.sleep(0.3 if stage.name in ("batch-score", "record-model") else 0.05)
+        with lock:
+            live.remove(stage)
+            run.record["stages"][stage.name]["status"] = "Succeeded"
+
+    monkeypatch.setattr(run, "_run_stage", fake_stage)
+    run._schedule()
+    assert set(started) == {s.name for s in spec.stages}
+    assert max(heavy for heavy, _ in seen) <= runner.PARALLEL
+    assert max(light for _, light in seen) <= runner.LIGHT_PARALLEL
+    assert started["approve"] < started["batch-score"] + 0.25, "the approval waited for the transform"
+    assert started["deploy"] < started["batch-score"] + 0.25, "the endpoint waited for the transform"

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from config.errors import UserError
 MANIFEST = ".mlpipe-build.json"
 SCRATCH = ".mlpipe-build.tmp-"        # scratch directories: ignored by the foreign-file check
 _LIST_AT_MOST = 10
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def umask() -> int:
@@ -42,8 +46,9 @@ def umask() -> int:
                     return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    mask = os.umask(0o022)
-    os.umask(mask)
+    with _UMASK_LOCK:  # two threads setting and restoring at once could leave 022 in place
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
 
 

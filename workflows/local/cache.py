@@ -205,8 +205,10 @@ class StageCache:
                 try:
                     tmp.rename(final)
                     return None
-                except OSError:  # an entry is there already (another run stored it first)
-                    if not refresh or attempt == STORE_ATTEMPTS - 1:
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise  # not "an entry is there already": reported below, nothing moved aside
+                    if not refresh or attempt == STORE_ATTEMPTS - 1:  # another run stored it first
                         return None  # never move an entry aside without putting ours in its place
                     aside = self.dir / f".{key[:16]}.old-{os.getpid()}-{os.urandom(3).hex()}"
                     with contextlib.suppress(OSError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 import time
 import types
 import uuid
@@ -42,16 +43,18 @@ class LocalAws:
         self._workers = workers
         self._job = None
         self._url: str | None = None
+        self._starting = threading.Lock()  # the scheduler and a Lambda stage's thread may both start it
 
     def start(self) -> None:
         """Fork the server now, so moto's import overlaps with the stages before the Lambda's."""
-        if self._job is None:
-            from workflows.local.worker import Job
+        with self._starting:
+            if self._job is None:
+                from workflows.local.worker import Job
 
-            self.log.parent.mkdir(parents=True, exist_ok=True)
-            self._job = self._workers.spawn(Job(
-                cwd=str(self.log.parent), log=str(self.log), call="workflows.local.emulator:serve",
-                kwargs={"state_file": str(self.state_file), "port_file": str(self._port_file)}))
+                self.log.parent.mkdir(parents=True, exist_ok=True)
+                self._job = self._workers.spawn(Job(
+                    cwd=str(self.log.parent), log=str(self.log), call="workflows.local.emulator:serve",
+                    kwargs={"state_file": str(self.state_file), "port_file": str(self._port_file)}))
 
     @property
     def url(self) -> str:

@@ -56,6 +56,7 @@ from workflows.local.record import DONE, Status
 from workflows.local.worker import Workers
 
 CACHEABLE = {name for name, kind in KINDS.items() if kind.cached}
+LIGHT_PARALLEL = 4  # light stages at once besides (a Lambda is a process too; a fan-out has many)
 PARALLEL = 2  # stages running at once when the DAG allows: independent branches overlap
 # The code that emulates SageMaker's containers is part of every cache key (all xgboost_* modules:
 # the algorithm and its model format), so changing it recomputes what it produced.
@@ -283,13 +284,16 @@ class LocalRun(StageHandlers):
 
         ancestors = ancestry(self.spec.stages)
         kinds = {s.name: s.kind for s in self.spec.stages}
-        return min(({a for a in ancestors[s.name] if KINDS[kinds[a]].job} for s in self.spec.stages
-                     if s.kind == "lambda"), key=len)
+        to_run = [s for s in self.spec.stages  # spec order; a resume skips the Lambdas already done
+                  if s.kind == "lambda" and self.record["stages"][s.name]["status"] not in DONE]
+        if not to_run:
+            return None  # nothing will call it (a stage asking anyway starts it: LocalAws.url)
+        return {a for a in ancestors[to_run[0].name] if KINDS[kinds[a]].job}
 
     def _schedule(self) -> None:
         """Run stages as their upstream stages finish, up to PARALLEL at once (stages of a kind
-        the contract calls ``light`` do not count: a condition, a record, a decision, a short API
-        call never keep a job waiting), in spec order among those ready (the spec's order is the
+        the contract calls ``light`` have their own LIGHT_PARALLEL: a condition, a record, a
+        decision, a short API call never keep a job waiting), in spec order among those ready (the spec's order is the
         config's, approvals last). Stops starting stages when the run is interrupted."""
         pending = list(self.spec.stages)
         running: dict = {}
@@ -299,14 +303,19 @@ class LocalRun(StageHandlers):
             while (pending or running) and not self.stopping:
                 active = {s.name for s in pending} | {s.name for s in running.values()}
                 for stage in [s for s in pending if not (set(s.upstream) & active)]:
-                    if not KINDS[stage.kind].light and sum(not KINDS[s.kind].light for s in running.values()) >= PARALLEL:
+                    light = KINDS[stage.kind].light
+                    if sum(KINDS[s.kind].light == light for s in running.values()) >= (LIGHT_PARALLEL if light else PARALLEL):
                         continue
                     pending.remove(stage)
                     running[pool.submit(self._run_stage, stage)] = stage
                     active = {s.name for s in pending} | {s.name for s in running.values()}
-                if emulator_after is not None and not (emulator_after & {s.name for s in pending}):
-                    self.emulator.start()
+                if emulator_after is not None and not (emulator_after & {s.name for s in pending}) and not self.stopping:
                     emulator_after = None
+                    try:
+                        self.emulator.start()
+                    except RuntimeError:  # stopped meanwhile (a signal, a full disk): the loop ends
+                        if not self.stopping:
+                            raise
                 if not running:
                     break  # nothing can start (cannot happen with a topological order)
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -182,6 +183,21 @@ def transform(model_tar: str, input_path: str, output_dir: str) -> int:
     return 0
 
 
+def _save_parameters(parameters_file: str, region: str) -> None:
+    """The emulator's SSM parameters to ``parameters_file`` (atomically). A failure here is
+    logged, never raised: the handler's own outcome (its error, if any) stays the stage's."""
+    try:
+        from workflows.aws import ssm_client
+
+        ssm = ssm_client.emulator_client(os.environ["AWS_ENDPOINT_URL"], region)
+        tmp = f"{parameters_file}.tmp"
+        Path(tmp).write_text(json.dumps(ssm_client.all_parameters(ssm), sort_keys=True))
+        os.replace(tmp, parameters_file)
+    except Exception as exc:  # the emulator is gone, or answers oddly
+        print(f"warning: could not read the emulator's SSM parameters back: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+
+
 def invoke_lambda(handler: str, event: dict, parameters_file: str, region: str) -> int:
     """Call the real handler, as the Lambda runtime would (environment already applied); then,
     even when it failed, write the emulator's SSM parameters to ``parameters_file``, so the run
@@ -192,10 +208,7 @@ def invoke_lambda(handler: str, event: dict, parameters_file: str, region: str) 
     try:
         response = getattr(importlib.import_module(module), func)(event, None)
     finally:
-        from workflows.aws import ssm_client
-
-        ssm = ssm_client.emulator_client(os.environ["AWS_ENDPOINT_URL"], region)
-        Path(parameters_file).write_text(json.dumps(ssm_client.all_parameters(ssm), sort_keys=True))
+        _save_parameters(parameters_file, region)
     print(f"{handler} returned {json.dumps(response, default=str)}")
     _result({"result": response})
     return 0

@@ -63,7 +63,7 @@ def _no_executions(t: Target):
     from config.errors import UserError
 
     return UserError(f"no executions of {t.resource} yet", source=t.source,
-                     fix=f"start one: mlpipe start --config {t.source} --target {t.target}")
+                     fix=f"start one: {t.command('start')}")
 
 
 def duration(a: Any, b: Any) -> str:

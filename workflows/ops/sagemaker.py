@@ -136,7 +136,7 @@ class SageMakerPipelines:
         arn = self.resolve(t, execution)
         info = self.describe(t, arn, execution)
         name, status = info["name"], info["status"]
-        new_run = f"start a new run instead: mlpipe start --config {t.source} --target sagemaker"
+        new_run = f"start a new run instead: {t.command('start')}"
         if status == "Succeeded":
             raise UserError(f"execution {name} Succeeded: there is nothing to resume", source=t.source, fix=new_run)
         if status in ("Executing", "Stopping"):

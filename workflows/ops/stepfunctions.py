@@ -187,7 +187,7 @@ class StepFunctions:
             raise t.unknown_execution(execution)
         e = t.call(f"describing execution {execution}", lambda: sfc.describe_execution(sfn, arn), unknown)
         name, status = e.get("name") or execution, e.get("status")
-        new_run = f"start a new run instead: mlpipe start --config {t.source} --target stepfunctions"
+        new_run = f"start a new run instead: {t.command('start')}"
         if status == "SUCCEEDED":
             raise UserError(f"execution {name} SUCCEEDED: there is nothing to resume", source=t.source, fix=new_run)
         if status in ("RUNNING", "PENDING_REDRIVE"):

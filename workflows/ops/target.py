@@ -74,12 +74,12 @@ class Target:
         what = "state machine" if self.target == "stepfunctions" else "SageMaker pipeline"
         return UserError(f"nothing deployed yet: {what} {self.resource} does not exist in {self.region}",
                          source=self.source,
-                         fix=f"run `mlpipe deploy --config {self.source} --target {self.target}` first "
+                         fix=f"run `{self.command('deploy')}` first "
                              "(or check --region / --target)")
 
     def unknown_execution(self, execution: str) -> UserError:
         return UserError(f"execution {execution!r} not found for {self.resource}", source=self.source,
-                         fix=f"list executions with `mlpipe list --config {self.source} --target {self.target}`")
+                         fix=f"list executions with `{self.command('list')}`")
 
     def call(self, doing: str, fn: Callable[[], Any], on_not_found: Callable[[Exception], Any] | None = None):
         """Run an AWS call; on not-found try the caller's real account once (the config may

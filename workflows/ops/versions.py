@@ -47,7 +47,7 @@ def _pick(rows: list[dict[str, Any]], to: str, t: Target) -> dict[str, Any]:
             return row
     known = ", ".join(str(r["version"]) for r in rows) or "none"
     raise UserError(f"{t.resource} has no version {to!r} (versions: {known})", source=t.source, field="--to",
-                    fix=f"pick one listed by `mlpipe versions --config {t.source} --target {t.target}`")
+                    fix=f"pick one listed by `{t.command('versions')}`")
 
 
 def _previous(rows: list[dict[str, Any]], live: dict[str, Any], t: Target) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def _previous(rows: list[dict[str, Any]], live: dict[str, Any], t: Target) -> di
             return row
     raise UserError(f"nothing to roll back to: no version of {t.resource} older than the live one "
                     f"({live['version']}) holds another config", source=t.source,
-                    fix=f"see `mlpipe versions --config {t.source} --target {t.target}`; name one with --to")
+                    fix=f"see `{t.command('versions')}`; name one with --to")
 
 
 # --- Step Functions ---------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def sfn_rollback(t: Target, to: str | None) -> dict[str, Any]:
     alias_arn = t.arns.state_machine_alias()
     with aws_errors("reading the live alias"):
         alias = sfc.describe_alias(t.aws.client("stepfunctions"), alias_arn)
-    redeploy = f"mlpipe deploy --config {t.source} --target stepfunctions"
+    redeploy = t.command("deploy")
     if alias is None:
         raise UserError(f"{t.resource} has no `live` alias (deployed before mlpipe published versions)",
                         source=t.source, fix=f"deploy once with this mlpipe ({redeploy}); rollback moves that alias")
@@ -139,7 +139,7 @@ def sm_rollback(t: Target, to: str | None) -> dict[str, Any]:
     rows = _sm_rows(t)
     if not rows:
         raise UserError(f"{t.resource} has no versions", source=t.source,
-                        fix=f"mlpipe deploy --config {t.source} --target sagemaker")
+                        fix=t.command("deploy"))
     live = rows[0]
     target = _pick(rows, to, t) if to is not None else _previous(rows, live, t)
     out = {"pipeline": t.resource, "from_version": live["version"], "to_version": target["version"],
