@@ -162,9 +162,9 @@ def check_region_name(region: str) -> None:
 
 
 def _unknown_region(region: str, known: set[str]) -> UserError:
-    import difflib
+    from config.suggest import closest
 
-    near = difflib.get_close_matches(region, sorted(known), n=4, cutoff=0.0)
+    near = closest(region, sorted(known), 4)
     return UserError(f"{region!r} is not an AWS region (botocore's endpoint data)", field="region",
                      fix=f"use one of {', '.join(near)}, ... in --region, the config or AWS_REGION "
                          "(if the region is new, upgrade botocore)")

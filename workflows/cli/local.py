@@ -253,9 +253,7 @@ def _resume(root: Path, run_id: str, output: str, decision: tuple[str, str] | No
     """Continue a run from where it stopped, holding its lock (taken here unless the caller
     holds it): a second resume/approve/reject of the same run gets a UserError."""
     if lock is None:
-        path = store.find_run(root, run_id)
-        store.read_record(path)  # a damaged record is refused before anything is touched (run.lock)
-        with store.RunLock(path, "resume") as held:
+        with store.lock_run(root, run_id, "resume") as held:
             return _resume(root, run_id, output, decision, overrides, lock=held)
     spec, options, record = session.prepare_resume(root, run_id, decision, overrides)
     return _execute(spec, options, root, record, output, lock=lock)
@@ -265,9 +263,7 @@ def approve_local(args: argparse.Namespace) -> int:
     """Approve a paused run and continue it (the approval stage sets the registry version to
     Approved before the endpoint deploys); exactly one decision under the run's lock."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
-    path = store.find_run(root, args.execution)
-    store.read_record(path)  # a damaged record is refused before anything is touched (run.lock)
-    with store.RunLock(path, "approve") as lock:
+    with store.lock_run(root, args.execution, "approve") as lock:
         _, record, stage = session.waiting_approval(root, args.execution)
         return _resume(root, record["run_id"], getattr(args, "output", "table"), decision=(stage, "approved"),
                        lock=lock)
@@ -276,9 +272,7 @@ def approve_local(args: argparse.Namespace) -> int:
 def reject_local(args: argparse.Namespace) -> int:
     """Reject a paused run: it ends ``Rejected``, nothing deployed; under the run's lock."""
     root = store.runs_dir(getattr(args, "runs_dir", None))
-    path = store.find_run(root, args.execution)
-    store.read_record(path)  # a damaged record is refused before anything is touched (run.lock)
-    with store.RunLock(path, "reject"):
+    with store.lock_run(root, args.execution, "reject"):
         record, stage, downstream = session.reject(root, args.execution, args.reason or "")
     if getattr(args, "output", "table") == "json":
         print(json.dumps(summary(record), indent=2, sort_keys=True, default=str))

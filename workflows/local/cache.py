@@ -160,7 +160,7 @@ class StageCache:
             shutil.rmtree(dst, ignore_errors=True)
             # The same directory before and after, holding the same manifest: this entry is bad.
             # (A stored entry is complete when it appears, and its manifest names its writer.)
-            if _identity(entry) == before and self._manifest(key) == manifest_bytes and _identity(entry) == before:
+            if self._manifest(key) == manifest_bytes and _identity(entry) == before:
                 self._drop(key, manifest_bytes)
                 return False, (f"cache entry {key[:12]} failed verification ({problem}); dropped it and "
                                "recomputed the stage")

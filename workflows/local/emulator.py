@@ -75,7 +75,6 @@ class LocalAws:
         """Environment for a process that should talk to the emulator instead of AWS."""
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
 
-
     def save(self, parameters: dict[str, str]) -> None:
         """Persist the SSM parameters a Lambda stage left in the emulator (read there, by the
         stage's process: boto3 stays out of the run's owner), merging with what other runs saved."""

@@ -282,19 +282,19 @@ class LocalRun(StageHandlers):
             return None
         from steps.pipeline import ancestry
 
-        ancestors = ancestry(self.spec.stages)
-        kinds = {s.name: s.kind for s in self.spec.stages}
         to_run = [s for s in self.spec.stages  # spec order; a resume skips the Lambdas already done
                   if s.kind == "lambda" and self.record["stages"][s.name]["status"] not in DONE]
         if not to_run:
             return None  # nothing will call it (a stage asking anyway starts it: LocalAws.url)
-        return {a for a in ancestors[to_run[0].name] if KINDS[kinds[a]].job}
+        kinds = {s.name: s.kind for s in self.spec.stages}
+        return {a for a in ancestry(self.spec.stages)[to_run[0].name] if KINDS[kinds[a]].job}
 
     def _schedule(self) -> None:
         """Run stages as their upstream stages finish, up to PARALLEL at once (stages of a kind
         the contract calls ``light`` have their own LIGHT_PARALLEL: a condition, a record, a
-        decision, a short API call never keep a job waiting), in spec order among those ready (the spec's order is the
-        config's, approvals last). Stops starting stages when the run is interrupted."""
+        decision, a short API call never keep a job waiting), in spec order among those ready
+        (the spec's order is the config's, approvals last). Stops starting stages when the run
+        is interrupted."""
         pending = list(self.spec.stages)
         running: dict = {}
         emulator_after = self._emulator_after()
@@ -304,7 +304,8 @@ class LocalRun(StageHandlers):
                 active = {s.name for s in pending} | {s.name for s in running.values()}
                 for stage in [s for s in pending if not (set(s.upstream) & active)]:
                     light = KINDS[stage.kind].light
-                    if sum(KINDS[s.kind].light == light for s in running.values()) >= (LIGHT_PARALLEL if light else PARALLEL):
+                    alike = sum(KINDS[s.kind].light == light for s in running.values())
+                    if alike >= (LIGHT_PARALLEL if light else PARALLEL):
                         continue
                     pending.remove(stage)
                     running[pool.submit(self._run_stage, stage)] = stage

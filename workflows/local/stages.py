@@ -189,10 +189,10 @@ def _save_parameters(parameters_file: str, region: str) -> None:
     try:
         from workflows.aws import ssm_client
 
+        from workflows.local.store import write_json
+
         ssm = ssm_client.emulator_client(os.environ["AWS_ENDPOINT_URL"], region)
-        tmp = f"{parameters_file}.tmp"
-        Path(tmp).write_text(json.dumps(ssm_client.all_parameters(ssm), sort_keys=True))
-        os.replace(tmp, parameters_file)
+        write_json(Path(parameters_file), ssm_client.all_parameters(ssm))
     except Exception as exc:  # the emulator is gone, or answers oddly
         print(f"warning: could not read the emulator's SSM parameters back: {type(exc).__name__}: {exc}",
               file=sys.stderr, flush=True)

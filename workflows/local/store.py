@@ -33,7 +33,7 @@ from workflows.files import replace_dir
 from workflows.local.record import Status
 
 __all__ = ["DEFAULT_RUNS_DIR", "DamagedRecord", "RunLock", "StoreWriteError", "bounded", "effective_status",
-           "find_run", "for_run", "list_runs", "locked", "new_run_id", "owner", "owner_alive", "read_json",
+           "find_run", "for_run", "list_runs", "lock_run", "locked", "new_run_id", "owner", "owner_alive", "read_json",
            "read_record", "replace_dir", "runs_dir", "tail", "write_bytes", "write_failed", "write_json"]
 
 DEFAULT_RUNS_DIR = "runs"
@@ -259,6 +259,14 @@ def effective_status(record: dict[str, Any]) -> str:
     if status == Status.RUNNING and not owner_alive(record.get("owner")):
         return Status.INTERRUPTED
     return status
+
+
+def lock_run(root: Path, run_id: str, action: str) -> "RunLock":
+    """The lock of an existing run, for ``action`` (resume, approve, reject): a damaged record
+    is refused first, before run.lock is created in its directory."""
+    path = find_run(root, run_id)
+    read_record(path)
+    return RunLock(path, action)
 
 
 class RunLock:

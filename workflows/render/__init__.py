@@ -40,7 +40,7 @@ def definition(spec: PipelineSpec, target: str) -> dict[str, Any]:
             from workflows.render.sagemaker import render_pipeline
 
             doc = render_pipeline(spec)
-    requests.check(target, doc, str(spec.source) if spec.source else None)
+    requests.check(target, doc, spec.where)
     return doc
 
 
