@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 PACKAGES = ("config", "steps", "workflows", "lambda_handlers")
 
@@ -113,6 +113,19 @@ def test_help_and_operations_import_neither_sdk():
     assert {"run", "deploy", "monitor", "resume", "versions", "rollback"} <= set(out["commands"])
     assert out["codes"] == {" ".join(argv): 0 for argv in (["--help"], *[[c, "--help"] for c in out["commands"]])}
     assert not set(out["loaded"]) & {"sagemaker", "stepfunctions"}
+
+
+def test_version_is_read_only_when_asked():
+    """``--version`` prints the installed version; building the parser (every command) does not
+    read the package metadata, which costs tens of milliseconds."""
+    code = ("import sys\nfrom workflows.cli.main import build_parser\nbuild_parser()\n"
+            "print('importlib.metadata' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip() == "False", proc.stderr
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"mlpipe {version('mlpipe')}\n")
 
 
 # --- each stage kind in one place, handled by every backend ----------------------------------

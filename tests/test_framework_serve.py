@@ -331,3 +331,29 @@ def test_the_emulation_answers_as_the_toolkit_does(tmp_path, monkeypatch, script
             assert answer.status == context.status, headers
             assert answer.body.split(b"\n")[0] == out.split("\n")[0].encode(), headers
     monkeypatch.delitem(sys.modules, "inference", raising=False)
+
+
+def test_one_connection_carries_many_requests_and_an_error_closes_it(tmp_path, served):
+    """The served model keeps a connection alive, as the images' front ends do (the endpoint
+    stage sends its requests on one); an error answer closes it, since a body it refused may be
+    unread, and a new connection is served as before."""
+    model = served(_model(tmp_path, LINEAR, files={"weights.npy": np.array([2.0, -1.0])}))
+    conn = http.client.HTTPConnection("127.0.0.1", model.port, timeout=30)
+    try:
+        began = time.perf_counter()
+        for _ in range(10):
+            conn.request("POST", "/invocations", body=b"1,2\n", headers={"Content-Type": "text/csv"})
+            response = conn.getresponse()
+            assert (response.status, response.read(), response.getheader("Connection")) == (200, b"0\n", None)
+        # Each answer is two writes (headers, body): with Nagle's algorithm on, the second waits
+        # for the client's delayed ACK, about 40 ms a request; without, a few milliseconds.
+        assert time.perf_counter() - began < 0.3
+        sock = conn.sock
+        conn.request("POST", "/nowhere", body=b"1,2\n" * 1000, headers={"Content-Type": "text/csv"})
+        response = conn.getresponse()
+        assert (response.status, response.getheader("Connection")) == (404, "close")
+        response.read()
+        assert sock is not None and conn.sock is None  # http.client closed it, as the server asked
+    finally:
+        conn.close()
+    assert model.post(b"3,4\n", {"Content-Type": "text/csv"}) == (200, "text/csv", b"2\n")

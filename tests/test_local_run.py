@@ -335,3 +335,44 @@ def test_the_scheduler_runs_two_jobs_and_light_stages_beside_them(tmp_path, monk
     assert max(light for _, light in seen) <= runner.LIGHT_PARALLEL
     assert started["approve"] < started["batch-score"] + 0.25, "the approval waited for the transform"
     assert started["deploy"] < started["batch-score"] + 0.25, "the endpoint waited for the transform"
+
+
+@pytest.mark.parametrize("size, early", [(4096, True), ("big", False)])
+def test_the_emulator_starts_at_once_for_a_small_input_else_beside_the_lambdas_last_upstream_job(
+        tmp_path, monkeypatch, size, early):
+    """A small input: moto starts with the run, forked among the fork server's first imports, so
+    its start-up never ends the run. A large one: only once the last SageMaker job upstream of
+    the Lambda (abalone's evaluation) has started, so it never adds to the heavy stages' peak."""
+    import threading
+    import time as clock
+
+    from workflows.local import runner, session
+
+    data = tmp_path / "data.csv"
+    with open(data, "wb") as f:
+        f.truncate(runner.SMALL_INPUT + 1 if size == "big" else size)
+    options = runner.Options(config=str(EXAMPLES / "abalone.yaml"), input=str(data), target_column="8", header=False)
+    run = runner.LocalRun(session.spec_for(options), options, tmp_path / "runs")
+    started: dict[str, float] = {}
+    lock = threading.Lock()
+
+    class Emulator:
+        def start(self, early: bool = False) -> None:
+            with lock:
+                started.setdefault("emulator", clock.monotonic())
+                started["early"] = early
+
+    def fake_stage(stage):
+        with lock:
+            started[stage.name] = clock.monotonic()
+        clock.sleep(0.05)
+        run.record["stages"][stage.name]["status"] = "Succeeded"
+
+    run.emulator = Emulator()
+    monkeypatch.setattr(run, "_run_stage", fake_stage)
+    run._schedule()
+    assert started["early"] is early
+    if early:  # with the first stage, long before the second
+        assert started["emulator"] - started["preprocess"] < 0.02 and started["emulator"] < started["train"]
+    else:     # with the evaluation, after the training
+        assert started["train"] < started["emulator"] and abs(started["emulator"] - started["evaluate"]) < 0.02

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default=None, help="AWS named profile")
     parser.add_argument("--verbose", action="store_true", default=False,
                         help="log the AWS SDK's requests and retries (boto3/botocore) to stderr")
-    parser.add_argument("--version", action="version", version=f"mlpipe {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help: str, func, aws: bool = False) -> argparse.ArgumentParser:
@@ -260,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     _target_arg(p)
     p.add_argument("--out", required=True, metavar="FILE")
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``, read from the installed metadata only when asked (reading it costs every
+    other command a few tens of milliseconds)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"mlpipe {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

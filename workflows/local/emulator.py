@@ -45,15 +45,16 @@ class LocalAws:
         self._url: str | None = None
         self._starting = threading.Lock()  # the scheduler and a Lambda stage's thread may both start it
 
-    def start(self) -> None:
-        """Fork the server now, so moto's import overlaps with the stages before the Lambda's."""
+    def start(self, early: bool = False) -> None:
+        """Fork the server now, so moto's import overlaps with the stages before the Lambda's.
+        ``early``: while the fork server still imports the stages' libraries (it needs none)."""
         with self._starting:
             if self._job is None:
                 from workflows.local.worker import Job
 
                 self.log.parent.mkdir(parents=True, exist_ok=True)
                 self._job = self._workers.spawn(Job(
-                    cwd=str(self.log.parent), log=str(self.log), call="workflows.local.emulator:serve",
+                    cwd=str(self.log.parent), log=str(self.log), call="workflows.local.emulator:serve", early=early,
                     kwargs={"state_file": str(self.state_file), "port_file": str(self._port_file)}))
 
     @property

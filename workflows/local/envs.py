@@ -270,7 +270,7 @@ class Environment:
         environ = tuple(sorted({**_clean_environ(), **dict(self.image.environ)}.items()))
         return Interpreter(python=str(self.python), path=self.sys_path(), environ=environ,
                            preload=tuple(m for m in PRELOAD if m.split(".")[0] in
-                                         ("numpy", "pandas", "sklearn", "xgboost")))
+                                         ("numpy", "pandas", "scipy", "sklearn", "xgboost")))
 
     def key(self) -> str:
         """What a stage's result in this environment depends on: the pins, and the container's

@@ -99,12 +99,13 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
         supervise.die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the owner died before we could watch it
         os._exit(0)
-    # What the first stage (a processing script) needs is imported before serving; the rest
-    # (after LATER) between jobs, while that stage runs on the other core.
+    # What the first stage (a processing script) needs is imported before any stage job is
+    # forked, the rest (after LATER) while that stage runs on the other core: one module per
+    # turn of the loop, so that no job waits on more than one import. A job marked ``early``
+    # (a service that needs none of it, e.g. the emulator) is forked between the first imports.
     eager, later = (preload[:preload.index(LATER)], preload[preload.index(LATER) + 1:]) \
         if LATER in preload else (list(preload), [])
-    for name in eager:
-        _preload(name)
+    held: list[tuple[int, Job]] = []  # stage jobs that came before the first imports ended
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -123,10 +124,36 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
         except OSError:  # the owner is gone
             stop()
 
+    def fork(job_id: int, job: Job) -> None:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.setpgid(0, 0)
+                supervise.die_with_parent(signal.SIGKILL)
+                if os.getppid() != me:  # the server died before we could watch it
+                    os._exit(1)
+                selector.close()
+                ctl.close()
+                os.close(wake_r)
+                os.close(wake_w)
+                if isolate is not None:
+                    for name in [m for m in sys.modules if m.split(".")[0] == "workflows"]:
+                        del sys.modules[name]
+                _child(job)
+            finally:
+                os._exit(1)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # the child did it first
+        children[pid] = job_id
+        reply(("started", job_id, pid))
+
     while True:
-        events = selector.select(timeout=0 if later else 1.0)
-        if not events and later:
-            _preload(later.pop(0))
+        events = selector.select(timeout=0 if eager or later else 1.0)
         for key, _ in events:
             if key.fileobj is ctl:
                 try:
@@ -139,32 +166,10 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
                 for kind, job_id, job in _frames(buffer):
                     if kind != "run":
                         continue
-                    pid = os.fork()
-                    if pid == 0:
-                        try:
-                            signal.set_wakeup_fd(-1)
-                            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                                signal.signal(sig, signal.SIG_DFL)
-                            os.setpgid(0, 0)
-                            supervise.die_with_parent(signal.SIGKILL)
-                            if os.getppid() != me:  # the server died before we could watch it
-                                os._exit(1)
-                            selector.close()
-                            ctl.close()
-                            os.close(wake_r)
-                            os.close(wake_w)
-                            if isolate is not None:
-                                for name in [m for m in sys.modules if m.split(".")[0] == "workflows"]:
-                                    del sys.modules[name]
-                            _child(job)
-                        finally:
-                            os._exit(1)
-                    try:
-                        os.setpgid(pid, pid)
-                    except OSError:
-                        pass  # the child did it first
-                    children[pid] = job_id
-                    reply(("started", job_id, pid))
+                    if eager and not job.early:
+                        held.append((job_id, job))
+                    else:
+                        fork(job_id, job)
             else:
                 try:
                     os.read(wake_r, 4096)
@@ -180,5 +185,13 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
             job_id = children.pop(pid, None)
             if job_id is not None:
                 reply(("exited", job_id, os.waitstatus_to_exitcode(status)))
+        if eager:
+            _preload(eager.pop(0))
+            if not eager:
+                for job_id, job in held:
+                    fork(job_id, job)
+                held.clear()
+        elif later and not events:
+            _preload(later.pop(0))
         if os.getppid() != parent_pid:  # belt and braces where there is no PDEATHSIG
             stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MethodType
 from typing import Any, Callable
 
-from steps.contract import INPUT_CONFIG_DIR, KINDS, MODEL_DIR, PROCESSING, handler
+from steps.contract import FRAMEWORK_MODEL_ENV, INPUT_CONFIG_DIR, KINDS, MODEL_DIR, PROCESSING, handler
 from steps.spec import (
     BaselineStage, EvaluationStage, GateStage, OutputRef, ParamRef, ProcessingStage, Stage, TrainingStage, TuningStage,
 )
@@ -294,7 +294,7 @@ class StageHandlers:
                   kwargs={"model_tar": str(self._model_artifact(stage.inputs["model"])),
                           "test_csv": str(self._test_csv()), "capture": str(capture),
                           "percentage": stage.sampling_percentage if stage.data_capture else 0,
-                          "endpoint_name": stage.endpoint_name})
+                          "endpoint_name": stage.endpoint_name, "env": dict(FRAMEWORK_MODEL_ENV)})
         outputs = {"endpoint_name": {"value": stage.endpoint_name},
                    **self._result_outputs(work, ["url", "max_abs_diff", "matches_in_process_model"])}
         if stage.monitoring_schedule and capture.is_file():

@@ -61,6 +61,7 @@ PARALLEL = 2  # stages running at once when the DAG allows: independent branches
 # The code that emulates SageMaker's containers is part of every cache key (all xgboost_* modules:
 # the algorithm and its model format), so changing it recomputes what it produced.
 EMULATOR_CODE = sorted(Path(__file__).parent.glob("xgboost*.py")) + [Path(__file__).with_name("stages.py")]
+SMALL_INPUT = 4 << 20  # bytes: a data input up to this size lets the emulator start at once
 GRACE = 5.0  # seconds the stage threads get to wind down after an interruption
 
 
@@ -275,9 +276,13 @@ class LocalRun(StageHandlers):
             self._warn_run(f"could not write report.html: {type(exc).__name__}: {exc}")
 
     def _emulator_after(self) -> set[str] | None:
-        """The stages whose start lets the emulator start (None: it is not needed): the SageMaker
-        jobs upstream of the first Lambda stage. moto's import then overlaps with the last of
-        them, and its memory never adds to the heavy stages' peak (preprocessing, training)."""
+        """The stages whose start lets the emulator start (None: it is not needed; empty: at once).
+
+        With a small local input (SMALL_INPUT), at once: moto's start-up (about half a second
+        of CPU) then runs beside the fork server's imports, on the core they leave idle, instead
+        of ending the run after the last stage. Otherwise when the SageMaker jobs upstream of the
+        first Lambda stage have started: moto's import overlaps with the last of them, and its
+        memory (about 100 MB) never adds to the peak of the stages that hold a large input."""
         if self.emulator is None:
             return None
         from steps.pipeline import ancestry
@@ -286,8 +291,21 @@ class LocalRun(StageHandlers):
                   if s.kind == "lambda" and self.record["stages"][s.name]["status"] not in DONE]
         if not to_run:
             return None  # nothing will call it (a stage asking anyway starts it: LocalAws.url)
+        if self._small_input():
+            return set()
         kinds = {s.name: s.kind for s in self.spec.stages}
         return {a for a in ancestry(self.spec.stages)[to_run[0].name] if KINDS[kinds[a]].job}
+
+    def _small_input(self) -> bool:
+        """The run's data input is a local file of at most SMALL_INPUT bytes (an S3 object or a
+        dataset name is not known to be small)."""
+        param = self.data_parameter()
+        if param is None:
+            return False
+        try:
+            return Path(self._data_source(param, param in self.options.params)).stat().st_size <= SMALL_INPUT
+        except (OSError, ValueError):
+            return False
 
     def _schedule(self) -> None:
         """Run stages as their upstream stages finish, up to PARALLEL at once (stages of a kind
@@ -298,6 +316,7 @@ class LocalRun(StageHandlers):
         pending = list(self.spec.stages)
         running: dict = {}
         emulator_after = self._emulator_after()
+        early = emulator_after == set()  # needs none of the fork server's imports: forked among them
         pool = ThreadPoolExecutor(max_workers=len(pending) or 1, thread_name_prefix="stage")
         try:
             while (pending or running) and not self.stopping:
@@ -313,7 +332,7 @@ class LocalRun(StageHandlers):
                 if emulator_after is not None and not (emulator_after & {s.name for s in pending}) and not self.stopping:
                     emulator_after = None
                     try:
-                        self.emulator.start()
+                        self.emulator.start(early=early)
                     except RuntimeError:  # stopped meanwhile (a signal, a full disk): the loop ends
                         if not self.stopping:
                             raise
@@ -385,16 +404,19 @@ class LocalRun(StageHandlers):
         settings["region"] = settings.get("region") or self.spec.region
         return settings
 
+    def _data_source(self, param: str, explicit: bool) -> str:
+        """Where a data parameter's value comes from: for the built-in preprocessing's, --input,
+        then --param, the config's data.local, the declared default."""
+        if param == self.data_parameter():
+            return (self.options.input or (self.options.params.get(param) if explicit else None)
+                    or self._relative((self.spec.data or {}).get("local")) or self.record["parameters"][param])
+        return self.record["parameters"][param]
+
     def local_data(self, param: str, explicit: bool) -> Path | None:
         """Fetch a data parameter's value to a local file, recording its lineage."""
-        data = self.spec.data or {}
-        if param == self.data_parameter():
-            source = (self.options.input or (self.options.params.get(param) if explicit else None)
-                      or self._relative(data.get("local")) or self.record["parameters"][param])
-        else:
-            source = self.record["parameters"][param]
-            if not explicit and source.startswith("s3://"):
-                return None  # an example's S3 default: the caller falls back to local data
+        source = self._data_source(param, explicit)
+        if param != self.data_parameter() and not explicit and source.startswith("s3://"):
+            return None  # an example's S3 default: the caller falls back to local data
         path, lineage = fetch(source, self.root / ".datasets", self.aws_settings())
         check_line_length(path, source)
         with self._lock:

@@ -22,7 +22,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Mapping
 
-from steps.contract import FRAMEWORK_MODEL_ENV
 from workflows.local import inference_toolkit
 
 
@@ -50,6 +49,12 @@ def parse_csv(body: bytes):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Persistent connections, as the images' front ends keep them (a client sends its requests
+    # on one connection); an error answer closes it, since the request's body may be unread.
+    # No Nagle: an answer's headers and body are two writes, and the second would wait for the
+    # client's delayed ACK of the first (tens of milliseconds a request).
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     predict: Callable = None  # type: ignore[assignment]
     capture: Callable | None = None
 
@@ -58,6 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
         self.send_response(code)
+        if code >= 400:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -95,6 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _FrameworkHandler(BaseHTTPRequestHandler):
     """The PyTorch image's front end: /ping once model_fn has run, /invocations through the
     toolkit's request rules; one request at a time (the image's one TorchServe worker)."""
+    protocol_version = _Handler.protocol_version
+    disable_nagle_algorithm = _Handler.disable_nagle_algorithm
     service: inference_toolkit.Service = None  # type: ignore[assignment]
     capture: Callable | None = None
     lock = threading.Lock()
@@ -166,9 +176,13 @@ def make_server(model_tar: Path, port: int = 0, capture: Callable | None = None,
                 env: Mapping[str, str] | None = None) -> ThreadingHTTPServer:
     """A server for ``model_tar`` on 127.0.0.1:``port`` (0: any free port). Raises NotAModel
     for a file that is not a model, OverflowError/OSError for a port it cannot listen on.
-    ``env``: a framework model's environment (default: the one the renderers give it)."""
+    ``env``: a framework model's environment (default: the one the renderers give it; the local
+    runner passes it, so that an endpoint stage's process never imports the config models)."""
     check_model(model_tar)
-    env = dict(FRAMEWORK_MODEL_ENV) if env is None else env
+    if env is None:
+        from steps.contract import FRAMEWORK_MODEL_ENV
+
+        env = dict(FRAMEWORK_MODEL_ENV)
     if model_tar.is_file():
         with tarfile.open(model_tar, "r:*") as tar:
             names = tar.getnames()

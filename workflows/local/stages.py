@@ -7,14 +7,14 @@ its current directory, and reports through ``result.json`` there and its exit co
 from __future__ import annotations
 
 import gzip
+import http.client
 import io
 import json
 import os
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 GATE_FAILED = 3       # exit code: the quality gate said no
 WAITING = 4           # exit code: paused for a manual approval
@@ -109,7 +109,8 @@ def approval(mode: str, decision: str | None) -> int:
     return 0
 
 
-def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpoint_name: str) -> int:
+def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpoint_name: str,
+             env: dict[str, str]) -> int:
     """Start the local endpoint, send the test rows, compare with the in-process model, stop."""
     import numpy as np
 
@@ -117,36 +118,39 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
     from workflows.local.serve import Capture, load_predictor, make_server
 
     rows = feature_rows(Path(test_csv))
-    server = make_server(Path(model_tar), port=0, capture=Capture(Path(capture), percentage))
+    server = make_server(Path(model_tar), port=0, capture=Capture(Path(capture), percentage), env=env)
     import threading
 
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    # A short poll: shutdown() waits for the serving loop to look up.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    port = server.server_address[1]
+    url = f"http://127.0.0.1:{port}"
     request = "GET /ping"
+    served: list[float] = []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # one, kept alive, as a client's
     try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=10) as r:
-            if r.status != 200:
-                print(f"error: endpoint {endpoint_name}: GET /ping answered HTTP {r.status}")
-                return 1
-        served = []
-        size = max(1, len(rows) // 20)  # about twenty requests, as clients would send them
-        request = "POST /invocations"
-        for start in range(0, len(rows), size):
-            body = ("\n".join(rows[start:start + size]) + "\n").encode()
-            req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "text/csv"})
-            with urllib.request.urlopen(req, timeout=30) as r:
-                served += [float(x) for x in r.read().decode().split()]
-    except urllib.error.HTTPError as exc:
-        # The endpoint failed (the deployment's fault, not the user's input): a stage failure, exit 1.
-        detail = exc.read(2048).decode(errors="replace").strip() if exc.fp else ""
-        print(f"error: endpoint {endpoint_name}: {request} answered HTTP {exc.code} {exc.reason}"
-              + (f": {detail}" if detail else ""))
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"error: endpoint {endpoint_name}: {request} failed: {getattr(exc, 'reason', exc)}")
+        answer = _http(connection, "GET", "/ping")
+        if answer.status == 200:
+            size = max(1, len(rows) // 20)  # about twenty requests, as clients would send them
+            request = "POST /invocations"
+            for start in range(0, len(rows), size):
+                body = ("\n".join(rows[start:start + size]) + "\n").encode()
+                answer = _http(connection, "POST", "/invocations", body, {"Content-Type": "text/csv"})
+                if answer.status != 200:
+                    break
+                served += [float(x) for x in answer.body.decode().split()]
+        if answer.status != 200:
+            # The endpoint failed (the deployment's fault, not the user's input): a stage failure, exit 1.
+            detail = answer.body[:2048].decode(errors="replace").strip()
+            print(f"error: endpoint {endpoint_name}: {request} answered HTTP {answer.status} {answer.reason}"
+                  + (f": {detail}" if detail else ""))
+            return 1
+    except (http.client.HTTPException, OSError) as exc:
+        print(f"error: endpoint {endpoint_name}: {request} failed: {exc}")
         return 1
     finally:
+        connection.close()
         server.shutdown()
         server.server_close()
     expected = load_predictor(Path(model_tar))(np.array([[float(v) for v in r.split(",")] for r in rows]))
@@ -159,6 +163,19 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
         print("error: the endpoint's answers differ from the in-process model", flush=True)
         return 1
     return 0
+
+
+class _Answer(NamedTuple):
+    status: int
+    reason: str
+    body: bytes
+
+
+def _http(connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> _Answer:
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    return _Answer(response.status, response.reason, response.read())
 
 
 def transform(model_tar: str, input_path: str, output_dir: str) -> int:

@@ -35,13 +35,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LATER = "|"  # in PRELOAD: what follows is imported between jobs, not before the first
+# One module per step, in import order: the server handles the owner's requests between steps
+# (a job waits on one import at most), so the large packages come in parts.
 PRELOAD = [
     # what the step scripts import
-    "numpy", "pandas", "sklearn.compose", "sklearn.impute", "sklearn.pipeline", "sklearn.preprocessing",
-    "sklearn.model_selection", "sklearn.metrics", LATER, "xgboost",
-    # what the Lambda, endpoint and bookkeeping stages import
-    "boto3", "botocore.session", "pydantic", "http.server", "urllib.request", "workflows.local.stages",
-    "workflows.local.xgboost_algo", "workflows.local.serve", "workflows.local.registry",
+    "numpy", "pandas", "scipy.sparse", "scipy.linalg", "scipy.optimize", "scipy.stats", "sklearn.base",
+    "sklearn.compose", "sklearn.impute", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection",
+    "sklearn.metrics", LATER,
+    # what training imports, then the gate, endpoint, transform and registry stages. Not boto3:
+    # only a Lambda stage's process and the emulator use it, beside the stages, not before them
+    # (preloaded, it made no run faster and the server larger)
+    "xgboost", "workflows.local.stages", "workflows.local.xgboost_algo", "steps.spec", "http.server",
+    "workflows.local.serve", "workflows.local.registry",
 ]
 
 _HEADER = struct.Struct("!I")
@@ -64,6 +69,7 @@ class Job:
     argv: list[str] = field(default_factory=list)
     call: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    early: bool = False          # a service needing none of the preloads: forked while they load
 
 
 # --- framing -----------------------------------------------------------------------------------

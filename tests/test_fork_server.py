@@ -1,0 +1,76 @@
+"""The warm fork server (workflows/local/worker.py, forkserver.py): what it imports before
+which job, observed from the jobs themselves, with preloads that take a known time."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from conftest import ROOT
+from workflows.local.envs import Interpreter
+from workflows.local.worker import LATER, Job, Workers, _server_for
+
+PROBE = '''
+import json, sys, time
+
+
+def record(out, sleep=0.0):
+    """What this job's process holds when it starts (then it sleeps ``sleep`` seconds)."""
+    with open(out, "w") as f:
+        json.dump({"at": time.time(), "loaded": sorted(m for m in ("slow_a", "slow_b", "slow_later") if m in sys.modules)}, f)
+    time.sleep(sleep)
+'''
+
+
+def _server(tmp_path, preload):
+    for name in ("slow_a", "slow_b", "slow_later"):
+        (tmp_path / f"{name}.py").write_text("import time\ntime.sleep(0.6)\n")
+    (tmp_path / "probe.py").write_text(PROBE)
+    it = Interpreter(python=sys.executable, path=(str(tmp_path), str(ROOT), *sys.path), preload=tuple(preload))
+    return it, _server_for(it)
+
+
+def _job(tmp_path, name, early=False, sleep=0.0):
+    return Job(cwd=str(tmp_path), log=str(tmp_path / f"{name}.log"), call="probe:record",
+               kwargs={"out": str(tmp_path / f"{name}.json"), "sleep": sleep}, early=early)
+
+
+def test_an_early_job_is_forked_among_the_first_imports_and_a_stage_job_after_them(tmp_path):
+    """A service marked ``early`` (the emulator needs none of the preloads) starts while the
+    server still imports; a stage job sent at the same time waits for every import before
+    LATER, and none after it."""
+    it, server = _server(tmp_path, ["slow_a", "slow_b", LATER, "slow_later"])
+    try:
+        sent = time.time()
+        early = server.submit(_job(tmp_path, "early", early=True))
+        stage = server.submit(_job(tmp_path, "stage"))
+        assert early.done.wait(30) and stage.done.wait(30)
+        assert (early.code, stage.code) == (0, 0), [p.read_text() for p in tmp_path.glob("*.log")]
+        early_seen = json.loads((tmp_path / "early.json").read_text())
+        stage_seen = json.loads((tmp_path / "stage.json").read_text())
+        assert early_seen["loaded"] in ([], ["slow_a"]), early_seen  # between two imports, not after both
+        assert early_seen["at"] - sent < 1.1
+        assert stage_seen["loaded"] == ["slow_a", "slow_b"], stage_seen
+        assert stage_seen["at"] - sent >= 1.2
+    finally:
+        server.stop()
+
+
+def test_a_job_waits_on_one_later_import_at_most(tmp_path):
+    """Between jobs the server imports what follows LATER one module per turn: a job sent while
+    it imports starts when that one import ends, not after all of them."""
+    it, server = _server(tmp_path, ["slow_a", LATER, "slow_b", "slow_later"])
+    try:
+        first = server.submit(_job(tmp_path, "first", sleep=1.0))  # slow_b's import starts beside it
+        assert first.started.wait(30)
+        time.sleep(0.2)  # slow_b is being imported now; slow_later is still to come
+        sent = time.time()
+        code, _ = Workers().run(_job(tmp_path, "second"), interpreter=it)
+        assert code == 0
+        seen = json.loads((tmp_path / "second.json").read_text())
+        assert seen["loaded"] == ["slow_a", "slow_b"], seen
+        assert seen["at"] - sent < 0.6
+        assert first.done.wait(30) and first.code == 0
+    finally:
+        server.stop()
