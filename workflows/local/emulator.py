@@ -97,8 +97,12 @@ class LocalAws:
 
 def serve(state_file: str, port_file: str) -> NoReturn:
     """The emulator process: moto on a free port, the saved parameters loaded and SSM's backend
-    built (about a second on its first request), then the port announced; serves until killed."""
+    built (about a second on its first request), then the port announced; serves until killed.
+    Its start-up runs without the garbage collector, as the fork server's imports do."""
+    import gc
     import logging
+
+    gc.disable()
 
     from moto.server import ThreadedMotoServer
 
@@ -114,6 +118,8 @@ def serve(state_file: str, port_file: str) -> NoReturn:
     for name, value in sorted(saved.items()):
         ssm_client.put(client, name, value)
     client.describe_parameters(MaxResults=1)
+    gc.freeze()
+    gc.enable()
     tmp = f"{port_file}.tmp"
     with open(tmp, "w") as f:
         f.write(str(port))

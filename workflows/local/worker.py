@@ -46,7 +46,9 @@ PRELOAD = [
     # only a Lambda stage's process and the emulator use it, beside the stages, not before them
     # (preloaded, it made no run faster and the server larger)
     "xgboost", "workflows.local.stages", "workflows.local.xgboost_algo", "steps.spec", "http.server",
-    "workflows.local.serve", "workflows.local.registry",
+    "workflows.local.serve", "workflows.local.registry", "urllib3", "botocore.compat",
+    "botocore.credentials", "botocore.client", "botocore.session", "s3transfer.manager", "boto3", "pydantic",
+    "pydantic.main",
 ]
 
 _HEADER = struct.Struct("!I")
