@@ -80,7 +80,8 @@ def test_a_job_waits_on_one_later_import_at_most(tmp_path):
 def test_the_server_imports_without_the_collector_and_its_stages_collect(tmp_path):
     """The preloads run with the garbage collector off (a full collection among the imports'
     objects cost a tenth of their time); once they are done, what they made is frozen, so no
-    collection scans it again, and every job's process collects as any process does."""
+    collection scans it again, and every job's process collects as any process does, with what
+    it inherited frozen (even when forked among the imports: else its first collection scans it)."""
     it, server = _server(tmp_path, ["slow_a", LATER, "slow_later"])
     try:
         early = server.submit(_job(tmp_path, "early", early=True))  # forked while slow_a loads
@@ -89,7 +90,7 @@ def test_the_server_imports_without_the_collector_and_its_stages_collect(tmp_pat
         code, _ = Workers().run(_job(tmp_path, "last"), interpreter=it)
         assert code == 0
         seen = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("early", "last")}
-        assert seen["early"]["collects"] and seen["early"]["frozen"] == 0, seen
+        assert seen["early"]["collects"] and seen["early"]["frozen"] > 1000, seen
         assert seen["last"]["loaded"] == ["slow_a", "slow_later"], seen
         assert seen["last"]["collects"] and seen["last"]["frozen"] > 1000, seen
     finally:
