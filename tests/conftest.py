@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 # the tests keep bytecode in __pycache__/ (git-ignored) instead.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+# What the CLI sets at start: tests that call an SDK before any CLI command stay as quiet.
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 EXAMPLES = ROOT / "config" / "examples"
 ABALONE_CSV = ROOT.parent / "shared" / "data" / "abalone.csv"
 STATELINT = Path(sys.executable).with_name("statelint")

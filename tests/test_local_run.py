@@ -376,3 +376,43 @@ def test_the_emulator_starts_at_once_for_a_small_input_else_beside_the_lambdas_l
         assert started["emulator"] - started["preprocess"] < 0.02 and started["emulator"] < started["train"]
     else:     # with the evaluation, after the training
         assert started["train"] < started["emulator"] and abs(started["emulator"] - started["evaluate"]) < 0.02
+
+
+def test_a_stage_is_stored_in_the_cache_beside_the_stages_after_it(tmp_path, monkeypatch):
+    """Storing a finished stage in the cache (a copy and a hash of every file) runs beside the
+    stages that follow, not before them; the run waits for every store before it ends."""
+    import time as clock
+
+    from workflows.local import cache, runner, session
+
+    events: list[tuple[str, str, float]] = []
+    real_store = cache.StageCache.store
+
+    def slow_store(self, key, work, refresh=False, source=""):
+        events.append(("store", Path(work).name, clock.monotonic()))
+        clock.sleep(0.4)
+        warning = real_store(self, key, work, refresh, source)
+        events.append(("stored", Path(work).name, clock.monotonic()))
+        return warning
+
+    monkeypatch.setattr(cache.StageCache, "store", slow_store)
+    options = runner.Options(config=str(EXAMPLES / "quickstart.yaml"))
+    run = runner.LocalRun(session.spec_for(options), options, tmp_path / "runs")
+    real_run_stage = run._run_stage
+
+    def run_stage(stage):
+        events.append(("start", stage.name, clock.monotonic()))
+        real_run_stage(stage)
+
+    run._run_stage = run_stage
+    record = run.execute()
+    ended = clock.monotonic()
+    assert record["status"] == "Succeeded"
+    at = {(kind, name): t for kind, name, t in events}
+    assert at[("start", "train")] < at[("stored", "preprocess")], "training waited for preprocessing's store"
+    cached = [n for n in record["order"] if record["stages"][n].get("cache_key")]
+    assert {"preprocess", "train", "evaluate"} <= set(cached)
+    assert all(at[("stored", n)] < ended for n in cached)
+    for name in cached:  # complete entries, as the next run will find them
+        entry = tmp_path / "runs" / ".cache" / record["stages"][name]["cache_key"]
+        assert (entry / "manifest.json").is_file() and (entry / "tree" / "stage.json").is_file()

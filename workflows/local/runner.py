@@ -99,6 +99,7 @@ class LocalRun(StageHandlers):
         self.observer = observer or (lambda record: None)
         self.workers = Workers()
         self.cache = StageCache(root)
+        self._storing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-store")
         self.emulator = None
         self.exact: dict[tuple, Any] = {}       # image key -> envs.Interpreter, with --exact
         self.exact_keys: dict[tuple, str] = {}  # image key -> what its results depend on
@@ -185,6 +186,7 @@ class LocalRun(StageHandlers):
             error = exc
             self.stopping = True
         finally:
+            self._storing.shutdown(wait=True)  # the cache entries of finished stages are complete
             if self.emulator is not None:
                 self.emulator.stop()
             if self.stopping or error is not None:
@@ -469,11 +471,9 @@ class LocalRun(StageHandlers):
             self._set(entry, duration=round(time.perf_counter() - t0, 3), log=f"stages/{stage.name}/log.txt")
             with self._lock:
                 store.write_json(work / "stage.json", entry)
-            if key and entry["status"] == Status.SUCCEEDED:
-                warning = self.cache.store(key, work, refresh=self.options.no_cache, source=self.record["run_id"])
-                if warning:
-                    self._warn(entry, None, warning)
             store.replace_dir(work, final)
+            if key and entry["status"] == Status.SUCCEEDED:
+                self._storing.submit(self._store, entry, key, final)
         except StageFailed as exc:
             self._stage_failed(stage, entry, work, exc.code, exc.message, t0)
             return
@@ -500,6 +500,17 @@ class LocalRun(StageHandlers):
             self._stage_failed(stage, entry, work, 1, f"{type(exc).__name__}: {exc}", t0)
             return
         self._save()
+
+    def _store(self, entry: dict, key: str, final: Path) -> None:
+        """Store a finished stage in the cache (a copy, and a hash of every file), beside the
+        stages that follow it rather than before them; the run waits for it before it ends.
+        Nothing writes into a finished stage's directory: later stages only read it."""
+        try:
+            warning = self.cache.store(key, final, refresh=self.options.no_cache, source=self.record["run_id"])
+        except Exception as exc:  # a bug here must not pass unseen in a thread: the run goes on, warned
+            warning = f"could not store the cache entry {key[:12]}: {type(exc).__name__}: {exc}"
+        if warning:
+            self._warn(entry, None, warning)
 
     def _stage_failed(self, stage: Stage, entry: dict, work: Path, code: int, message: str, t0: float) -> None:
         interrupted = self.stopping and code != WAITING

@@ -25,7 +25,9 @@ def _result(doc: dict) -> None:
 
 
 def pack_model(model_dir: str, out_tar: str) -> int:
-    """Pack /opt/ml/model into model.tar.gz as SageMaker does after training (deterministic)."""
+    """Pack /opt/ml/model into model.tar.gz as SageMaker does after training (deterministic).
+    At gzip's default level (6, as ``tar -czf``): level 9 took ten times as long (25 ms against
+    2.6 ms for abalone's model) for a file 2 % smaller; what the archive holds is the same."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for path in sorted(Path(model_dir).rglob("*")):
@@ -37,7 +39,7 @@ def pack_model(model_dir: str, out_tar: str) -> int:
             else:
                 tar.addfile(info)
     Path(out_tar).parent.mkdir(parents=True, exist_ok=True)
-    with gzip.GzipFile(out_tar, "wb", mtime=0) as gz:
+    with gzip.GzipFile(out_tar, "wb", compresslevel=6, mtime=0) as gz:
         gz.write(raw.getvalue())
     return 0
 
