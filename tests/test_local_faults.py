@@ -533,3 +533,15 @@ def test_long_line_finds_lines_across_chunk_borders(tmp_path):
     assert long_line(path, 1200) == 2
     path.write_bytes(b"short\n" * 3 + b"d" * 5000)
     assert long_line(path, 1024) == 4
+
+
+@pytest.mark.parametrize("argv", [["run", "--no-such-option"], ["--region", "eu-west-1", "run", "--resume"],
+                                  ["run", "--help"]], ids=["bad-option", "missing-value", "help"])
+def test_the_cli_leaves_no_fork_server_when_run_is_refused_or_only_helped(tmp_path, argv):
+    """`mlpipe run` starts its fork server before it parses its arguments (its imports are what
+    the first stage waits for); a command line the parser refuses still ends with it gone, and
+    `run --help` starts none."""
+    marker = uuid.uuid4().hex
+    proc = mlpipe(tmp_path, *argv, env=run_env(marker))
+    assert proc.returncode == (0 if "--help" in argv else 2) and "Traceback" not in proc.stderr, proc.stderr
+    assert not marked_processes(marker)

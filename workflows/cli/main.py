@@ -314,11 +314,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+_VALUED = ("--endpoint-url", "--region", "--profile")  # the global options that take a value
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is neither an option nor a global
+    option's value), without building the parser."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def entry() -> None:
-    code = main()
-    worker = sys.modules.get("workflows.local.worker")
-    if worker is not None:  # a run keeps its fork server warm for the next; this process ends here
-        worker.stop_servers()
+    argv = sys.argv[1:]
+    if _command(argv) == "run" and not {"-h", "--help"} & set(argv):
+        # A run's fork server starts before the parser is even built: its imports (about a
+        # second) are what the first stage waits for.
+        from workflows.local.worker import Workers
+
+        Workers().warm()
+    try:
+        code = main()
+    finally:  # also when the parser refuses the arguments (SystemExit)
+        worker = sys.modules.get("workflows.local.worker")
+        if worker is not None:  # a run keeps its fork server warm for the next; this process ends here
+            worker.stop_servers()
     # Skip interpreter teardown: with sagemaker, moto or pandas loaded it costs up to a second,
     # and every file mlpipe writes is already closed (atomic renames); only the streams remain.
     sys.stdout.flush()

@@ -155,7 +155,11 @@ def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpo
         connection.close()
         server.shutdown()
         server.server_close()
-    expected = load_predictor(Path(model_tar))(np.array([[float(v) for v in r.split(",")] for r in rows]))
+    # The model as loaded in this process: the served one (its answers went through the HTTP
+    # front end: request parsing, answer formatting, data capture), else loaded again (a
+    # framework model, served by its own inference script).
+    predict = getattr(server.RequestHandlerClass, "predict", None) or load_predictor(Path(model_tar))
+    expected = predict(np.array([[float(v) for v in r.split(",")] for r in rows]))
     max_diff = float(np.max(np.abs(np.array(served) - expected))) if rows else 0.0
     ok = len(served) == len(rows) and max_diff <= 1e-6 * max(1.0, float(np.max(np.abs(expected))) if rows else 1.0)
     print(f"endpoint {endpoint_name} at {url}: {len(served)} predictions, max |served - in-process| = {max_diff:.3g}")
