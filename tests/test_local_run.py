@@ -416,3 +416,36 @@ def test_a_stage_is_stored_in_the_cache_beside_the_stages_after_it(tmp_path, mon
     for name in cached:  # complete entries, as the next run will find them
         entry = tmp_path / "runs" / ".cache" / record["stages"][name]["cache_key"]
         assert (entry / "manifest.json").is_file() and (entry / "tree" / "stage.json").is_file()
+
+
+def test_among_ready_stages_the_longest_chain_starts_first(tmp_path, monkeypatch):
+    """abalone's approval (the endpoint waits for it) starts before the Lambda (nothing waits
+    for it), though the config lists the Lambda first: the chain after a stage bounds the run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workflows.local import runner, session
+
+    options = runner.Options(config=str(EXAMPLES / "abalone.yaml"))
+    spec = session.spec_for(options)
+    run = runner.LocalRun(spec, options, tmp_path / "runs")
+    run.emulator = None
+    after = run._chain_after()
+    assert after["preprocess"] == 7 and after["approve"] == 1
+    assert after["record-model"] == after["deploy"] == after["batch-score"] == 0
+    order = [s.name for s in spec.stages]
+    assert order.index("record-model") < order.index("approve")  # what a start in spec order did
+
+    submitted: list[str] = []
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn, stage):
+            submitted.append(stage.name)
+            return super().submit(fn, stage)
+
+    def fake_stage(stage):
+        run.record["stages"][stage.name]["status"] = "Succeeded"
+
+    monkeypatch.setattr(runner, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(run, "_run_stage", fake_stage)
+    run._schedule()
+    assert submitted.index("approve") < submitted.index("record-model")

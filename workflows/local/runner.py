@@ -312,10 +312,13 @@ class LocalRun(StageHandlers):
     def _schedule(self) -> None:
         """Run stages as their upstream stages finish, up to PARALLEL at once (stages of a kind
         the contract calls ``light`` have their own LIGHT_PARALLEL: a condition, a record, a
-        decision, a short API call never keep a job waiting), in spec order among those ready
-        (the spec's order is the config's, approvals last). Stops starting stages when the run
-        is interrupted."""
-        pending = list(self.spec.stages)
+        decision, a short API call never keep a job waiting). Among those ready, the one with
+        the longest chain of stages after it first (that chain bounds the run's end: abalone's
+        approval, which the endpoint waits for, before the Lambda, which nothing waits for), then
+        in spec order (the config's, approvals last). Stops starting stages when the run is
+        interrupted."""
+        after = self._chain_after()
+        pending = sorted(self.spec.stages, key=lambda s: -after[s.name])  # stable: spec order among equals
         running: dict = {}
         emulator_after = self._emulator_after()
         early = emulator_after == set()  # needs none of the fork server's imports: forked among them
@@ -348,6 +351,23 @@ class LocalRun(StageHandlers):
                 wait(running, timeout=GRACE)  # their processes are killed: they end quickly
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _chain_after(self) -> dict[str, int]:
+        """For each stage, the number of stages in the longest chain that waits for it."""
+        below: dict[str, list[str]] = {s.name: [] for s in self.spec.stages}
+        for s in self.spec.stages:
+            for up in s.upstream:
+                below[up].append(s.name)
+        after: dict[str, int] = {}
+
+        def length(name: str) -> int:
+            if name not in after:
+                after[name] = max((length(n) + 1 for n in below[name]), default=0)
+            return after[name]
+
+        for name in below:
+            length(name)
+        return after
 
     def _environments(self) -> dict[str, Any]:
         """Where the stages' code runs: with --exact, each image's environment; else this one,
