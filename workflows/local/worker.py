@@ -42,9 +42,8 @@ PRELOAD = [
     "numpy", "pandas", "scipy.sparse", "scipy.linalg", "scipy.optimize", "scipy.stats", "sklearn.base",
     "sklearn.compose", "sklearn.impute", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection",
     "sklearn.metrics", LATER,
-    # what training imports, then the gate, endpoint, transform and registry stages. Not boto3:
-    # only a Lambda stage's process and the emulator use it, beside the stages, not before them
-    # (preloaded, it made no run faster and the server larger)
+    # what training imports; the gate, endpoint, transform and registry stages; then a Lambda
+    # stage's handler (boto3, pydantic: preloaded, the Lambda's process no longer ends the run)
     "xgboost", "workflows.local.stages", "workflows.local.xgboost_algo", "steps.spec", "http.server",
     "workflows.local.serve", "workflows.local.registry", "urllib3", "botocore.compat",
     "botocore.credentials", "botocore.client", "botocore.session", "s3transfer.manager", "boto3", "pydantic",
