@@ -18,7 +18,7 @@ from steps.contract import FRAMEWORK_MODEL_ENV, INPUT_CONFIG_DIR, KINDS, MODEL_D
 from steps.spec import (
     BaselineStage, EvaluationStage, GateStage, OutputRef, ParamRef, ProcessingStage, Stage, TrainingStage, TuningStage,
 )
-from workflows.local import store, supervise
+from workflows.local import bookkeeping, store, supervise
 from workflows.local.data import feature_rows, fetch, tree_hash
 from workflows.local.record import DONE
 from workflows.local.worker import Job
@@ -55,6 +55,15 @@ class StageHandlers:
             if code < 0:
                 message += f"\n(the stage process was killed by {supervise.signal_name(-code)})"
             raise StageFailed(stage.name, code, message)
+
+    def _inline(self, stage: Stage, work: Path, func: Callable[..., int], **kwargs) -> None:
+        """A bookkeeping stage (bookkeeping.py) in this process: the same log, result and exit
+        code as a stage process would leave, without one."""
+        if self.stopping:
+            raise StageFailed(stage.name, -signal.SIGKILL, "not started: the run is being stopped")
+        code = func(work, **kwargs)
+        if code != 0:
+            raise StageFailed(stage.name, code, store.tail(work / "log.txt"))
 
     def _link(self, src: Path, dst: Path) -> None:
         """Map an upstream artifact into this stage's contract path (a directory)."""
@@ -201,9 +210,8 @@ class StageHandlers:
     def _gate(self, stage: GateStage, work: Path) -> dict:
         threshold = self.options.gate_threshold if self.options.gate_threshold is not None else stage.threshold
         evaluation = self.resolve(stage.inputs["evaluation"], stage) / "evaluation.json"
-        self._job(stage, work, call="workflows.local.stages:gate",
-                  kwargs={"evaluation": str(evaluation), "metric": stage.metric,
-                          "comparison": stage.comparison, "threshold": threshold})
+        self._inline(stage, work, bookkeeping.gate, evaluation=str(evaluation), metric=stage.metric,
+                     comparison=stage.comparison, threshold=threshold)
         return {"passed": {"value": True}, "threshold": {"value": threshold},
                 **self._result_outputs(work, ["value"])}
 
@@ -211,8 +219,7 @@ class StageHandlers:
         artifact = self.resolve(stage.inputs["model_data"], stage) / "model.tar.gz"
         name = f"{self.spec.name}-{stage.name}-{self.record['run_id'].rsplit('-', 1)[-1]}"[:63]
         image = {"kind": stage.image.kind, "name": stage.image.name, "version": stage.image.version}
-        self._job(stage, work, call="workflows.local.stages:create_model",
-                  kwargs={"name": name, "artifact": str(artifact), "image": image})
+        self._inline(stage, work, bookkeeping.create_model, name=name, artifact=str(artifact), image=image)
         return {"model_name": {"value": name}, "artifact": {"value": str(artifact)}}
 
     def _model_artifact(self, model_ref: OutputRef) -> Path:
@@ -226,8 +233,8 @@ class StageHandlers:
                  "run_id": self.record["run_id"], "stage": stage.name, **self._item_of(stage),
                  "image": {"name": stage.image.name, "version": stage.image.version},
                  "content_types": list(stage.content_types), "response_types": list(stage.response_types)}
-        self._job(stage, work, call="workflows.local.stages:register",
-                  kwargs={"runs_root": str(self.root), "group": stage.model_package_group, "entry": entry})
+        self._inline(stage, work, bookkeeping.register, runs_root=str(self.root), group=stage.model_package_group,
+                     entry=entry)
         return self._result_outputs(work, ["model_package_arn", "version", "group", "approval_status"])
 
     def _item_of(self, stage: Stage) -> dict:
@@ -239,8 +246,7 @@ class StageHandlers:
 
     def _approval(self, stage: Stage, work: Path) -> dict:
         decision = self.record["approvals"].get(stage.name)  # set by `mlpipe approve RUN_ID`
-        self._job(stage, work, call="workflows.local.stages:approval",
-                  kwargs={"mode": self.options.approval, "decision": decision})
+        self._inline(stage, work, bookkeeping.approval, mode=self.options.approval, decision=decision)
         verdict = decision or "approved"
         if verdict == "approved":
             # The registry says so before anything downstream (the endpoint) deploys.

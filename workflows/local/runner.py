@@ -47,10 +47,10 @@ from config.errors import UserError
 from steps.contract import KINDS
 from steps.spec import EvaluationStage, OutputRef, ParamRef, PipelineSpec, ProcessingStage, Stage
 from workflows.local import store, supervise
+from workflows.local.bookkeeping import WAITING
 from workflows.local.cache import DISK_ERRORS, StageCache
 from workflows.local.fanout import lineage as fanout_lineage
 from workflows.local.data import check_line_length, fetch, tree_hash
-from workflows.local.stages import WAITING
 from workflows.local.handlers import StageFailed, StageHandlers
 from workflows.local.record import DONE, Status
 from workflows.local.worker import Workers

@@ -1,7 +1,9 @@
 """What runs inside a local stage process, for the stage kinds that are not a user script.
 
 Each function is called in a forked worker (see worker.py) with the stage's work directory as
-its current directory, and reports through ``result.json`` there and its exit code.
+its current directory, and reports through ``result.json`` there and its exit code. The
+bookkeeping stages (gate, model, registry, approval) run in the run's own process instead:
+``bookkeeping.py``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,6 @@ import sys
 import tarfile
 from pathlib import Path
 from typing import NamedTuple
-
-GATE_FAILED = 3       # exit code: the quality gate said no
-WAITING = 4           # exit code: paused for a manual approval
-
 
 def _result(doc: dict) -> None:
     Path("result.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
@@ -64,51 +62,6 @@ def train_script(script: str, argv: list[str], model_dir: str, out_tar: str) -> 
         if exc.code not in (0, None):
             raise
     return pack_model(model_dir, out_tar)
-
-
-def gate(evaluation: str, metric: str, comparison: str, threshold: float) -> int:
-    """The same rule as the Choice state and the ConditionStep: GateStage.passes."""
-    from steps.spec import GateStage
-
-    rule = GateStage(name="gate", metric=metric, comparison=comparison, threshold=threshold)
-    report = json.loads(Path(evaluation).read_text())
-    node = report
-    for part in rule.json_path.split("."):
-        node = node[part]
-    value = float(node)
-    passed = rule.passes(value)
-    print(f"quality gate: {metric} = {value:.6g}, rule {rule.describe()}: {'passed' if passed else 'FAILED'}")
-    _result({"passed": passed, "value": value, "rule": rule.describe()})
-    return 0 if passed else GATE_FAILED
-
-
-def create_model(name: str, artifact: str, image: dict) -> int:
-    print(f"model {name}: {artifact}")
-    _result({"model_name": name, "artifact": artifact, "image": image})
-    return 0
-
-
-def register(runs_root: str, group: str, entry: dict) -> int:
-    from workflows.local import registry
-
-    version = registry.register(Path(runs_root), group, entry)
-    if version.get("existing"):
-        print(f"{group} version {version['version']} was registered by this run already; not registering again")
-    else:
-        print(f"registered {group} version {version['version']} ({version['approval_status']})")
-    _result({"model_package_arn": version["arn"], "version": version["version"], "group": group,
-             "approval_status": version["approval_status"]})
-    return 0
-
-
-def approval(mode: str, decision: str | None) -> int:
-    if decision is None and mode == "manual":
-        print("waiting for a manual approval: mlpipe approve RUN_ID, or mlpipe reject RUN_ID --reason ...")
-        _result({"decision": "waiting"})
-        return WAITING
-    _result({"decision": decision or "approved", "mode": mode})
-    print(f"approval: {decision or 'approved'} ({mode})")
-    return 0
 
 
 def endpoint(model_tar: str, test_csv: str, capture: str, percentage: int, endpoint_name: str,

@@ -42,12 +42,12 @@ PRELOAD = [
     "numpy", "pandas", "scipy.sparse", "scipy.linalg", "scipy.optimize", "scipy.stats", "sklearn.base",
     "sklearn.compose", "sklearn.impute", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.model_selection",
     "sklearn.metrics", LATER,
-    # what training imports; the gate, endpoint, transform and registry stages; then a Lambda
-    # stage's handler (boto3, pydantic: preloaded, the Lambda's process no longer ends the run)
-    "xgboost", "workflows.local.stages", "workflows.local.xgboost_algo", "steps.spec", "http.server",
-    "workflows.local.serve", "workflows.local.registry", "urllib3", "botocore.compat",
+    # what training imports; the endpoint and transform stages; then a Lambda stage's handler
+    # (boto3, pydantic: preloaded, the Lambda's process no longer ends the run)
+    "xgboost", "workflows.local.stages", "workflows.local.xgboost_algo", "http.server",
+    "workflows.local.serve", "urllib3", "botocore.compat",
     "botocore.credentials", "botocore.client", "botocore.session", "s3transfer.manager", "boto3", "pydantic",
-    "pydantic.main",
+    "pydantic.main", "pydantic.fields",
 ]
 
 _HEADER = struct.Struct("!I")
