@@ -95,3 +95,31 @@ def test_the_server_imports_without_the_collector_and_its_stages_collect(tmp_pat
         assert seen["last"]["collects"] and seen["last"]["frozen"] > 1000, seen
     finally:
         server.stop()
+
+
+def test_a_job_tells_its_own_exit_code_while_the_server_is_busy(tmp_path):
+    """A job's process sends its exit code itself before it exits, so the owner goes on while
+    the server is still in an import (or the kernel still tears the process down); the codes are
+    those its exit status gives, and a job killed before it could tell is reported by the server."""
+    (tmp_path / "ends.py").write_text(
+        "import os, signal, sys, time\n"
+        "def end(how):\n"
+        "    time.sleep(0.2)  # the server is importing slow_b by now\n"
+        "    if how == 'kill':\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    sys.exit(how)\n")
+    for how, expected in ((0, 0), (3, 3), (300, 300 % 256), ("kill", -9)):
+        it, server = _server(tmp_path, ["slow_a", LATER, "slow_b"])
+        try:
+            # held while slow_a loads, forked when it is done; slow_b's import (0.6 s) starts then
+            state = server.submit(Job(cwd=str(tmp_path), log=str(tmp_path / f"{how}.log"), call="ends:end",
+                                      kwargs={"how": how}))
+            assert state.started.wait(30)
+            began = time.perf_counter()
+            assert state.done.wait(30)
+            took = time.perf_counter() - began
+            assert state.code == expected, (how, state.code)
+            if how != "kill":  # told by the job at about 0.2 s, not by the server after slow_b
+                assert took < 0.45, (how, took)
+        finally:
+            server.stop()

@@ -28,8 +28,12 @@ def exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def _child(job: Job) -> None:
-    """Runs in the forked process: redirect output to the stage log, apply the contract, run."""
+def _child(job: Job, job_id: int | None = None, report: socket.socket | None = None) -> None:
+    """Runs in the forked process: redirect output to the stage log, apply the contract, run.
+    With ``report`` (the server's end of the owner's socket), the process tells the owner its
+    exit code itself, before it exits: the owner goes on while the kernel tears the process
+    down and the server reaps it (a few milliseconds a stage; the server's own report of the
+    same exit, which also covers a process killed before it could tell, is then ignored)."""
     # What the server made is frozen here too (forked while it still imported, the collector's
     # first pass would scan every object the imports made: ~0.1 s), and this process collects.
     gc.freeze()
@@ -68,6 +72,11 @@ def _child(job: Job) -> None:
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
+    if report is not None:
+        try:
+            _send(report, ("exited", job_id, code & 0xFF))  # what the exit status will say
+        except OSError:
+            pass  # the server reports it
     os._exit(code)  # no atexit handlers from the parent's imports; the exit code is the status
 
 
@@ -154,13 +163,12 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
                 if os.getppid() != me:  # the server died before we could watch it
                     os._exit(1)
                 selector.close()
-                ctl.close()
                 os.close(wake_r)
                 os.close(wake_w)
                 if isolate is not None:
                     for name in [m for m in sys.modules if m.split(".")[0] == "workflows"]:
                         del sys.modules[name]
-                _child(job)
+                _child(job, job_id, ctl)
             finally:
                 os._exit(1)
         try:

@@ -170,25 +170,36 @@ class RowSampler:
 SQUARED_ERROR = ("reg:squarederror", "reg:linear")  # 1.7.4: reg:linear is squarederror, renamed
 
 
-def _squared_error_gradients(booster, dtrain, keep) -> dict:
+class _SquaredError:
     """The drawn rows' tree without a new DMatrix: 1.7.4's SquaredLoss gradient pair
     ((p - y) * w, w, in float32, from the booster's cached margins) with a negative hessian on
     the rows outside the draw, which the exact updater deletes before growing the tree
     (updater_colmaker.cc InitData) exactly as if they were absent. Growing on a slice instead
     sorts the columns again and predicts every earlier tree on it, each round: about twice the
-    time at 100x abalone. tests/test_xgboost_fidelity.py pins that both give the same model."""
-    import numpy as np
+    time at 100x abalone. tests/test_xgboost_fidelity.py pins that both give the same model.
+    The labels and weights are read from the DMatrix once, not every round."""
 
-    margin = booster.predict(dtrain, output_margin=True, training=True).astype(np.float32, copy=False)
-    grad = margin - dtrain.get_label().astype(np.float32, copy=False)
-    hess = np.ones_like(grad)
-    weight = dtrain.get_weight()
-    if weight.size:
-        grad *= weight.astype(np.float32, copy=False)
-        hess = weight.astype(np.float32)
-    grad[~keep] = 0.0
-    hess[~keep] = -1.0
-    return {"grad": grad, "hess": hess}
+    def __init__(self, dtrain) -> None:
+        import numpy as np
+
+        self.dtrain = dtrain
+        self.label = dtrain.get_label().astype(np.float32, copy=False)
+        weight = dtrain.get_weight()
+        self.weight = weight.astype(np.float32) if weight.size else None
+
+    def __call__(self, booster, keep) -> dict:
+        import numpy as np
+
+        margin = booster.predict(self.dtrain, output_margin=True, training=True).astype(np.float32, copy=False)
+        grad = margin - self.label
+        if self.weight is None:
+            hess = np.ones_like(grad)
+        else:
+            grad *= self.weight
+            hess = self.weight.copy()
+        grad[~keep] = 0.0
+        hess[~keep] = -1.0
+        return {"grad": grad, "hess": hess}
 
 
 _ROW_DEPENDENT = ("reg:absoluteerror", "survival:cox")  # gradients or leaves that need every row
@@ -219,14 +230,15 @@ def boost(params: Mapping[str, Any], dtrain, num_round: int, evals: list, feval=
     if sampler is not None:
         params = {**params, "subsample": 1.0}
     booster = xgboost.Booster(dict(params), [dtrain] + [d for d, _ in evals])
-    squared = (sampler is not None and str(params.get("objective", "reg:squarederror")) in SQUARED_ERROR
-               and float(params.get("scale_pos_weight", 1.0)) == 1.0)  # 1.7.4 scales rows labelled 1 by it
+    squared = _SquaredError(dtrain) if (
+        sampler is not None and str(params.get("objective", "reg:squarederror")) in SQUARED_ERROR
+        and float(params.get("scale_pos_weight", 1.0)) == 1.0) else None  # 1.7.4 scales rows labelled 1 by it
     history: dict[str, OrderedDict] = OrderedDict()
     for epoch in range(num_round):
         if sampler is None:
             booster.update(dtrain, epoch)
-        elif squared:
-            booster.boost(dtrain, epoch, **_squared_error_gradients(booster, dtrain, sampler.next_tree(dtrain.num_row())))
+        elif squared is not None:
+            booster.boost(dtrain, epoch, **squared(booster, sampler.next_tree(dtrain.num_row())))
         else:
             booster.update(dtrain.slice(np.flatnonzero(sampler.next_tree(dtrain.num_row()))), epoch)
         if evals:
