@@ -53,6 +53,19 @@ def test_lambda_stage_wrote_ssm_through_the_embedded_emulator(default_run, runs)
     assert saved["/mlpipe/quickstart/model-name"] == model_name
 
 
+def test_saved_parameters_are_in_the_emulator_the_handler_talks_to(tmp_path):
+    """The emulator loads the parameters earlier runs saved (its start-up puts them over SSM's
+    JSON protocol, without an SDK client) into the account and region the handler's client
+    uses: the Lambda stage's read-back, made through the handler's kind of client, finds them."""
+    runs = tmp_path / "runs"
+    (runs / ".emulator").mkdir(parents=True)
+    (runs / ".emulator" / "ssm.json").write_text(json.dumps({"/seeded/by-an-earlier-run": "kept"}))
+    proc, doc = mlpipe_run(runs)
+    assert proc.returncode == 0, proc.stderr
+    read_back = json.loads((Path(doc["run_dir"]) / "stages/record-model/ssm-parameters.json").read_text())
+    assert read_back == {"/seeded/by-an-earlier-run": "kept", "/mlpipe/quickstart/model-name": doc["model"]["name"]}
+
+
 def test_the_run_owner_never_loads_boto3_or_the_emulator(tmp_path):
     """The Lambda stage's own process reads back what the handler left in the emulator, so the
     owner of a run (the CLI) loads neither boto3 nor moto (botocore's package, for its data
@@ -449,3 +462,23 @@ def test_among_ready_stages_the_longest_chain_starts_first(tmp_path, monkeypatch
     monkeypatch.setattr(run, "_run_stage", fake_stage)
     run._schedule()
     assert submitted.index("approve") < submitted.index("record-model")
+
+
+def test_the_emulator_ssm_calls_page_through_every_parameter(moto_server):
+    """The emulator's SSM calls (JSON protocol, no SDK client) against moto: 25 parameters come
+    back, through DescribeParameters' pages and GetParameters by tens, exactly as put; a boto3
+    client with the handler's credentials sees the same ones."""
+    import boto3
+    from moto_server import reset
+
+    from workflows.aws import ssm_client
+
+    reset(moto_server)
+    expected = {f"/emulated/p{i:02d}": f"value {i}" for i in range(25)}
+    for name, value in expected.items():
+        ssm_client.put(moto_server, "us-east-1", name, value)
+    assert ssm_client.all_parameters(moto_server, "us-east-1") == expected
+    client = boto3.client("ssm", endpoint_url=moto_server, region_name="us-east-1",
+                          aws_access_key_id=ssm_client.ACCESS_KEY, aws_secret_access_key="x")
+    assert client.get_parameter(Name="/emulated/p24")["Parameter"]["Value"] == "value 24"
+    assert ssm_client.all_parameters(moto_server, "eu-west-1") == {}  # the region is the scope's

@@ -24,10 +24,11 @@ import uuid
 from pathlib import Path
 from typing import NoReturn
 
+from workflows.aws import ssm_client
 from workflows.local.store import locked, read_json, tail, write_json
 
 REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "mlpipe-local", "AWS_SECRET_ACCESS_KEY": "mlpipe-local",
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": ssm_client.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": "mlpipe-local",
                "AWS_SESSION_TOKEN": "mlpipe-local", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
 START_TIMEOUT = 120.0  # seconds; moto's import takes about one
 
@@ -106,18 +107,16 @@ def serve(state_file: str, port_file: str) -> NoReturn:
 
     from moto.server import ThreadedMotoServer
 
-    from workflows.aws import ssm_client
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request lines in the log
     _load_ssm_backend_without_ec2()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    client = ssm_client.emulator_client(f"http://{host}:{port}", REGION)
+    url = f"http://{host}:{port}"
     saved = read_json(Path(state_file)) if os.path.isfile(state_file) else {}
     for name, value in sorted(saved.items()):
-        ssm_client.put(client, name, value)
-    client.describe_parameters(MaxResults=1)
+        ssm_client.put(url, REGION, name, value)
+    ssm_client.emulator_call(url, REGION, "DescribeParameters", {"MaxResults": 1})  # builds SSM's backend
     gc.freeze()
     gc.enable()
     tmp = f"{port_file}.tmp"

@@ -167,8 +167,7 @@ def _save_parameters(parameters_file: str, region: str) -> None:
 
         from workflows.local.store import write_json
 
-        ssm = ssm_client.emulator_client(os.environ["AWS_ENDPOINT_URL"], region)
-        write_json(Path(parameters_file), ssm_client.all_parameters(ssm))
+        write_json(Path(parameters_file), ssm_client.all_parameters(os.environ["AWS_ENDPOINT_URL"], region))
     except Exception as exc:  # the emulator is gone, or answers oddly
         print(f"warning: could not read the emulator's SSM parameters back: {type(exc).__name__}: {exc}",
               file=sys.stderr, flush=True)
