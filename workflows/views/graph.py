@@ -13,12 +13,17 @@ state and shows its duration and, for a gate, the value it compared: a picture o
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from xml.sax.saxutils import escape
 
 from steps.spec import PipelineSpec
+
+
+def escape(text: str) -> str:
+    """&, < and > as entities (xml.sax.saxutils.escape's rule, without its import of urllib)."""
+    return html.escape(text, quote=False)
 
 # fill colour per stage kind: data prep, learning, checks, packaging, release, side effects
 COLOURS = {
