@@ -87,7 +87,7 @@ def table(rows: list[dict], repeat: int) -> str:
         SECTION, "",
         f"`python bench/bench_local.py --repeat {repeat}` on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Median wall time of {repeat} interleaved "
-        "runs each; peak memory, from one more run of each, is the largest sum of proportional set size (PSS: shared pages split between the processes that share them) over "
+        f"runs each at 1x and {max(1, repeat // 2)} at 100x; peak memory, from one more run of each, is the largest sum of proportional set size (PSS: shared pages split between the processes that share them) over "
         "the whole process tree (sampled every 10 ms), so mlpipe's fork server, stage processes and "
         "emulator all count.",
         "The baseline (`bench/baseline_pipeline.py`) does preprocessing, training and evaluation in one process. "
@@ -141,8 +141,10 @@ def verdict(rows: list[dict]) -> str:
         if memory > target.get("memory", float("inf")):
             misses.append(f"{r['scenario']} memory {memory:.2f}x (target {target['memory']}x)")
     spread = "; timings on this machine vary from run to run (see the ratio of each pair)"
+    close = [f"{r['scenario']} wall {r['ratio']:.2f}x against {TARGETS[r['scenario']]['wall']}x"
+             for r in rows if 0 <= TARGETS.get(r["scenario"], {}).get("wall", 0) - r["ratio"] <= 0.03]
     if not misses:
-        return f"Within every target{spread}."
+        return f"Within every target{spread}." + (f" Close to its target: {'; '.join(close)}." if close else "")
     return f"Targets missed: {'; '.join(misses)}{spread}."
 
 

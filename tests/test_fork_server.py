@@ -4,8 +4,10 @@ which job, observed from the jobs themselves, with preloads that take a known ti
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 from conftest import ROOT
 from workflows.local.envs import Interpreter
@@ -25,8 +27,10 @@ def record(out, sleep=0.0):
 
 
 def _server(tmp_path, preload):
-    for name in ("slow_a", "slow_b", "slow_later"):
-        (tmp_path / f"{name}.py").write_text("import time\ntime.sleep(0.6)\n")
+    for name in ("slow_a", "slow_b", "slow_later"):  # each says whether the collector ran while it loaded
+        (tmp_path / f"{name}.py").write_text(
+            f"import gc, time\nopen({str(tmp_path / (name + '.gc'))!r}, 'w').write(str(gc.isenabled()))\n"
+            "time.sleep(0.6)\n")
     (tmp_path / "probe.py").write_text(PROBE)
     it = Interpreter(python=sys.executable, path=(str(tmp_path), str(ROOT), *sys.path), preload=tuple(preload))
     return it, _server_for(it)
@@ -90,6 +94,7 @@ def test_the_server_imports_without_the_collector_and_its_stages_collect(tmp_pat
         code, _ = Workers().run(_job(tmp_path, "last"), interpreter=it)
         assert code == 0
         seen = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("early", "last")}
+        assert [(tmp_path / f"{m}.gc").read_text() for m in ("slow_a", "slow_later")] == ["False", "False"]
         assert seen["early"]["collects"] and seen["early"]["frozen"] > 1000, seen
         assert seen["last"]["loaded"] == ["slow_a", "slow_later"], seen
         assert seen["last"]["collects"] and seen["last"]["frozen"] > 1000, seen
@@ -123,3 +128,66 @@ def test_a_job_tells_its_own_exit_code_while_the_server_is_busy(tmp_path):
                 assert took < 0.45, (how, took)
         finally:
             server.stop()
+
+
+def test_only_the_job_itself_reports_not_a_copy_it_forked(tmp_path):
+    """A job that forks, whose copy returns at once: the owner waits for the job itself and
+    gets its exit code, not the copy's."""
+    it, server = _server(tmp_path, [])
+    (tmp_path / "forks.py").write_text(
+        "import os, time\n"
+        "def run():\n"
+        "    if os.fork() == 0:\n"
+        "        return 0  # the copy goes back through the job's code, then exits\n"
+        "    time.sleep(0.5)\n"
+        "    return 7\n")
+    try:
+        began = time.perf_counter()
+        code, _ = Workers().run(Job(cwd=str(tmp_path), log=str(tmp_path / "forks.log"), call="forks:run"),
+                                interpreter=it)
+        assert (code, time.perf_counter() - began >= 0.5) == (7, True)
+    finally:
+        server.stop()
+
+
+def test_a_dead_server_is_noticed_at_once_whatever_its_jobs_left_running(tmp_path):
+    """The server's end of the owner's socket is the server's alone (jobs report on a channel of
+    their own), so its death ends the owner's wait at once, even while a job's child sleeps on;
+    that child, in the job's process group, is killed."""
+    it, server = _server(tmp_path, [])
+    pid_file = tmp_path / "grandchild.pid"
+    (tmp_path / "sleeper.py").write_text(
+        "import os, time\n"
+        f"def run():\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        time.sleep(30)\n"
+        "        os._exit(0)\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(pid))\n"
+        "    time.sleep(30)\n")
+    try:
+        state = server.submit(Job(cwd=str(tmp_path), log=str(tmp_path / "sleeper.log"), call="sleeper:run"))
+        assert state.started.wait(30)
+        deadline = time.monotonic() + 10
+        while not pid_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.proc.kill()
+        began = time.perf_counter()
+        assert state.done.wait(10)
+        assert time.perf_counter() - began < 2.0
+        from workflows.local.worker import SERVER_GONE
+
+        assert state.code == SERVER_GONE
+        grandchild = int(pid_file.read_text())
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:  # gone, or a zombie its new parent has not reaped yet
+                if Path(f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the job's child outlived the server")
+    finally:
+        server.stop()

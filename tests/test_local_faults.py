@@ -535,13 +535,27 @@ def test_long_line_finds_lines_across_chunk_borders(tmp_path):
     assert long_line(path, 1024) == 4
 
 
-@pytest.mark.parametrize("argv", [["run", "--no-such-option"], ["--region", "eu-west-1", "run", "--resume"],
-                                  ["run", "--help"]], ids=["bad-option", "missing-value", "help"])
-def test_the_cli_leaves_no_fork_server_when_run_is_refused_or_only_helped(tmp_path, argv):
+@pytest.mark.parametrize("argv", [["run", "--no-such-option"], ["--region", "eu-west-1", "run", "--resume"]],
+                         ids=["bad-option", "missing-value"])
+def test_the_cli_leaves_no_fork_server_when_run_is_refused(tmp_path, argv):
     """`mlpipe run` starts its fork server before it parses its arguments (its imports are what
-    the first stage waits for); a command line the parser refuses still ends with it gone, and
-    `run --help` starts none."""
+    the first stage waits for); a command line the parser refuses still ends with it gone."""
     marker = uuid.uuid4().hex
     proc = mlpipe(tmp_path, *argv, env=run_env(marker))
-    assert proc.returncode == (0 if "--help" in argv else 2) and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert not marked_processes(marker)
+
+
+def test_only_run_starts_the_fork_server_before_parsing(monkeypatch):
+    """Which command lines start it early: `run` wherever the global options put it, not its
+    --help, and no other command (an ops command must stay light)."""
+    from workflows.cli import main as cli
+    from workflows.local import worker
+
+    started = []
+    monkeypatch.setattr(worker.Workers, "warm", lambda self: started.append(True))
+    cases = {("run",): True, ("--region", "eu-west-1", "run", "--no-cache"): True, ("--profile", "run", "status"): False,
+             ("run", "--help"): False, ("run", "-h"): False, ("status", "run"): False, ("--version",): False, (): False}
+    for argv, early in cases.items():
+        started.clear()
+        assert (cli._prestart(list(argv)), bool(started)) == (early, early), argv

@@ -392,23 +392,30 @@ def test_the_emulator_starts_at_once_for_a_small_input_else_beside_the_lambdas_l
 
 
 def test_a_stage_is_stored_in_the_cache_beside_the_stages_after_it(tmp_path, monkeypatch):
-    """Storing a finished stage in the cache (a copy and a hash of every file) runs beside the
-    stages that follow, not before them; the run waits for every store before it ends."""
+    """A finished stage's cache entry is copied before any later stage starts (a later stage
+    could change its inputs through their links), and hashed and renamed into place beside the
+    stages that follow, not before them; the run waits for every entry before it ends."""
     import time as clock
 
     from workflows.local import cache, runner, session
 
     events: list[tuple[str, str, float]] = []
-    real_store = cache.StageCache.store
+    real_stage, real_commit = cache.StageCache.stage, cache.StageCache.commit
 
-    def slow_store(self, key, work, refresh=False, source=""):
-        events.append(("store", Path(work).name, clock.monotonic()))
+    def stage_copy(self, key, work, refresh=False):
+        result = real_stage(self, key, work, refresh)
+        events.append(("copied", Path(work).name.strip(".").removesuffix(".work"), clock.monotonic()))
+        return result
+
+    def slow_commit(self, key, tmp, refresh=False, source=""):
+        name = json.loads((tmp / "tree" / "stage.json").read_text())["log"].split("/")[1]
         clock.sleep(0.4)
-        warning = real_store(self, key, work, refresh, source)
-        events.append(("stored", Path(work).name, clock.monotonic()))
+        warning = real_commit(self, key, tmp, refresh, source)
+        events.append(("stored", name, clock.monotonic()))
         return warning
 
-    monkeypatch.setattr(cache.StageCache, "store", slow_store)
+    monkeypatch.setattr(cache.StageCache, "stage", stage_copy)
+    monkeypatch.setattr(cache.StageCache, "commit", slow_commit)
     options = runner.Options(config=str(EXAMPLES / "quickstart.yaml"))
     run = runner.LocalRun(session.spec_for(options), options, tmp_path / "runs")
     real_run_stage = run._run_stage
@@ -422,13 +429,14 @@ def test_a_stage_is_stored_in_the_cache_beside_the_stages_after_it(tmp_path, mon
     ended = clock.monotonic()
     assert record["status"] == "Succeeded"
     at = {(kind, name): t for kind, name, t in events}
-    assert at[("start", "train")] < at[("stored", "preprocess")], "training waited for preprocessing's store"
+    assert at[("copied", "preprocess")] < at[("start", "train")] < at[("stored", "preprocess")]
     cached = [n for n in record["order"] if record["stages"][n].get("cache_key")]
     assert {"preprocess", "train", "evaluate"} <= set(cached)
     assert all(at[("stored", n)] < ended for n in cached)
     for name in cached:  # complete entries, as the next run will find them
         entry = tmp_path / "runs" / ".cache" / record["stages"][name]["cache_key"]
         assert (entry / "manifest.json").is_file() and (entry / "tree" / "stage.json").is_file()
+    assert not list((tmp_path / "runs" / ".cache").glob(".*"))  # no staged copy left behind
 
 
 def test_among_ready_stages_the_longest_chain_starts_first(tmp_path, monkeypatch):

@@ -329,14 +329,19 @@ def _command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def entry() -> None:
-    argv = sys.argv[1:]
-    if _command(argv) == "run" and not {"-h", "--help"} & set(argv):
-        # A run's fork server starts before the parser is even built: its imports (about a
-        # second) are what the first stage waits for.
-        from workflows.local.worker import Workers
+def _prestart(argv: Sequence[str]) -> bool:
+    """For ``run`` (not its --help), start the fork server before the parser is even built:
+    its imports (about a second) are what the first stage waits for."""
+    if _command(argv) != "run" or {"-h", "--help"} & set(argv):
+        return False
+    from workflows.local.worker import Workers
 
-        Workers().warm()
+    Workers().warm()
+    return True
+
+
+def entry() -> None:
+    _prestart(sys.argv[1:])
     try:
         code = main()
     finally:  # also when the parser refuses the arguments (SystemExit)

@@ -186,15 +186,32 @@ class StageCache:
     def store(self, key: str, work: Path, refresh: bool = False, source: str = "") -> str | None:
         """Store a finished stage directory under ``key`` (a copy). With ``refresh``, replace an
         existing entry. Returns a warning when the entry could not be stored (the run goes on)."""
-        final = self.dir / key
-        if final.is_dir() and not refresh:
-            return None
+        staged, warning = self.stage(key, work, refresh)
+        return warning if staged is None else self.commit(key, staged, refresh, source)
+
+    def stage(self, key: str, work: Path, refresh: bool = False) -> tuple[Path | None, str | None]:
+        """The first half of ``store``: the copy, under a temporary name (None: nothing to store,
+        or it failed, with a warning). The runner makes it before any later stage can read the
+        stage's outputs, and commits it beside them."""
+        if (self.dir / key).is_dir() and not refresh:
+            return None, None
         tmp: Path | None = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._clean_stale()
             tmp = make_dir(self.dir, f".{key[:16]}.tmp-{os.getpid()}-")
             copy_tree(work, tmp / TREE)
+            return tmp, None
+        except OSError as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return None, f"could not store the cache entry {key[:12]}: {exc.strerror or exc}"
+
+    def commit(self, key: str, tmp: Path, refresh: bool = False, source: str = "") -> str | None:
+        """The second half of ``store``: the manifest (every file's hash), then the entry appears
+        under its key. The staged copy is gone afterwards, whatever happened."""
+        final = self.dir / key
+        try:
             manifest = {"key": key, "source": source, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "writer": f"{os.getpid()}-{os.urandom(4).hex()}", "files": describe_tree(tmp / TREE)}
             with open(tmp / MANIFEST, "w") as f:
@@ -218,8 +235,12 @@ class StageCache:
         except OSError as exc:
             return f"could not store the cache entry {key[:12]}: {exc.strerror or exc}"
         finally:
-            if tmp is not None and tmp.exists():
+            if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def discard(self, tmp: Path) -> None:
+        """A staged copy that will not be committed (the run is stopping)."""
+        shutil.rmtree(tmp, ignore_errors=True)
 
     def _clean_stale(self) -> None:
         """Remove temp directories left by writers that died (their PID is gone)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import selectors
 import signal
 import socket
@@ -30,10 +31,11 @@ def exit_status(exc: SystemExit) -> int:
 
 def _child(job: Job, job_id: int | None = None, report: socket.socket | None = None) -> None:
     """Runs in the forked process: redirect output to the stage log, apply the contract, run.
-    With ``report`` (the server's end of the owner's socket), the process tells the owner its
-    exit code itself, before it exits: the owner goes on while the kernel tears the process
-    down and the server reaps it (a few milliseconds a stage; the server's own report of the
-    same exit, which also covers a process killed before it could tell, is then ignored)."""
+    With ``report`` (the jobs' channel to the owner, one message a report), the process tells
+    the owner its exit code itself, before it exits: the owner goes on while the kernel tears
+    the process down and the server reaps it (a few milliseconds a stage; the server's own
+    report of the same exit, which also covers a process killed before it could tell, is then
+    ignored). Only this process reports: not a copy the job forked that returns here."""
     # What the server made is frozen here too (forked while it still imported, the collector's
     # first pass would scan every object the imports made: ~0.1 s), and this process collects.
     gc.freeze()
@@ -51,6 +53,7 @@ def _child(job: Job, job_id: int | None = None, report: socket.socket | None = N
         else:
             os.environ[key] = value
     os.chdir(job.cwd)
+    me = os.getpid()
     code = 0
     try:
         if job.script:
@@ -72,9 +75,9 @@ def _child(job: Job, job_id: int | None = None, report: socket.socket | None = N
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    if report is not None:
+    if report is not None and os.getpid() == me:
         try:
-            _send(report, ("exited", job_id, code & 0xFF))  # what the exit status will say
+            report.send(pickle.dumps(("exited", job_id, code & 0xFF)))  # what the exit status will say
         except OSError:
             pass  # the server reports it
     os._exit(code)  # no atexit handlers from the parent's imports; the exit code is the status
@@ -94,13 +97,16 @@ def _preload(name: str) -> None:
         pass
 
 
-def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
+def serve(ctl_fd: int, report_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
           isolate: list[str] | None = None) -> None:
     """The fork server's main loop (see ``_Server.start``); ``isolate``: sys.path from here on."""
     from workflows.local import supervise
 
     sys.path[:] = sys.path if isolate is None else isolate
     ctl = socket.socket(fileno=ctl_fd)
+    report = socket.socket(fileno=report_fd)  # the jobs' own exit reports (the server never writes it)
+    ctl.set_inheritable(False)     # a job's exec'd programs get neither
+    report.set_inheritable(False)
     children: dict[int, int] = {}  # pid -> job id
 
     def stop(*_: Any) -> None:
@@ -130,7 +136,7 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
     # collection among hundreds of thousands of new objects costs tens of milliseconds (a tenth
     # of the imports' time, measured). A job forked meanwhile turns it back on (``_child``).
     gc.disable()
-    if not preload:
+    if not eager and not later:
         _settle()
     held: list[tuple[int, Job]] = []  # stage jobs that came before the first imports ended
 
@@ -163,12 +169,13 @@ def serve(ctl_fd: int, parent_pid: int, preload: list[str], watch_parent: bool,
                 if os.getppid() != me:  # the server died before we could watch it
                     os._exit(1)
                 selector.close()
+                ctl.close()  # the server's alone: its EOF tells the owner that the server died
                 os.close(wake_r)
                 os.close(wake_w)
                 if isolate is not None:
                     for name in [m for m in sys.modules if m.split(".")[0] == "workflows"]:
                         del sys.modules[name]
-                _child(job, job_id, ctl)
+                _child(job, job_id, report)
             finally:
                 os._exit(1)
         try:

@@ -58,7 +58,10 @@ class StageHandlers:
 
     def _inline(self, stage: Stage, work: Path, func: Callable[..., int], **kwargs) -> None:
         """A bookkeeping stage (bookkeeping.py) in this process: the same log, result and exit
-        code as a stage process would leave, without one."""
+        code as a stage process would leave, without one. An exception goes through the
+        runner's handling like any handler's: unusable input (a damaged registry) is exit 2 with
+        one message, a full disk stops the run, anything else fails the stage with its traceback
+        in the log."""
         if self.stopping:
             raise StageFailed(stage.name, -signal.SIGKILL, "not started: the run is being stopped")
         code = func(work, **kwargs)

@@ -100,6 +100,7 @@ class LocalRun(StageHandlers):
         self.workers = Workers()
         self.cache = StageCache(root)
         self._storing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-store")
+        self._commits: list = []  # (future, staged copy)
         self.emulator = None
         self.exact: dict[tuple, Any] = {}       # image key -> envs.Interpreter, with --exact
         self.exact_keys: dict[tuple, str] = {}  # image key -> what its results depend on
@@ -186,7 +187,7 @@ class LocalRun(StageHandlers):
             error = exc
             self.stopping = True
         finally:
-            self._storing.shutdown(wait=True)  # the cache entries of finished stages are complete
+            self._drain_commits()  # the cache entries of finished stages are complete
             if self.emulator is not None:
                 self.emulator.stop()
             if self.stopping or error is not None:
@@ -491,9 +492,16 @@ class LocalRun(StageHandlers):
             self._set(entry, duration=round(time.perf_counter() - t0, 3), log=f"stages/{stage.name}/log.txt")
             with self._lock:
                 store.write_json(work / "stage.json", entry)
-            store.replace_dir(work, final)
+            staged = None
             if key and entry["status"] == Status.SUCCEEDED:
-                self._storing.submit(self._store, entry, key, final)
+                # The copy now, before any later stage reads (or, through its input links, writes)
+                # these outputs; its hashing and the entry's rename beside the stages after it.
+                staged, warning = self.cache.stage(key, work, refresh=self.options.no_cache)
+                if warning:
+                    self._warn(entry, None, warning)
+            store.replace_dir(work, final)
+            if staged is not None:
+                self._commit_later(entry, key, staged)
         except StageFailed as exc:
             self._stage_failed(stage, entry, work, exc.code, exc.message, t0)
             return
@@ -521,16 +529,31 @@ class LocalRun(StageHandlers):
             return
         self._save()
 
-    def _store(self, entry: dict, key: str, final: Path) -> None:
-        """Store a finished stage in the cache (a copy, and a hash of every file), beside the
-        stages that follow it rather than before them; the run waits for it before it ends.
-        Nothing writes into a finished stage's directory: later stages only read it."""
+    def _commit_later(self, entry: dict, key: str, staged: Path) -> None:
+        """Commit a staged cache entry (hash every file, then rename) beside the stages that
+        follow, not before them; the run waits for its commits before it ends (``_execute``)."""
+        def commit() -> None:
+            try:
+                warning = self.cache.commit(key, staged, refresh=self.options.no_cache, source=self.record["run_id"])
+            except Exception as exc:  # a bug here must not pass unseen in a thread: the run goes on, warned
+                warning = f"could not store the cache entry {key[:12]}: {type(exc).__name__}: {exc}"
+            if warning:
+                self._warn(entry, None, warning)
+
         try:
-            warning = self.cache.store(key, final, refresh=self.options.no_cache, source=self.record["run_id"])
-        except Exception as exc:  # a bug here must not pass unseen in a thread: the run goes on, warned
-            warning = f"could not store the cache entry {key[:12]}: {type(exc).__name__}: {exc}"
-        if warning:
-            self._warn(entry, None, warning)
+            self._commits.append((self._storing.submit(commit), staged))
+        except RuntimeError:  # the run is winding down: no new commits
+            self.cache.discard(staged)
+
+    def _drain_commits(self) -> None:
+        """Wait for the cache commits; when the run is stopping, only for the one under way (the
+        others' staged copies are removed: a later run recomputes those stages)."""
+        self._storing.shutdown(wait=False, cancel_futures=self.stopping)
+        for future, staged in self._commits:
+            if future.cancelled():
+                self.cache.discard(staged)
+            else:
+                wait([future], timeout=GRACE if self.stopping else None)
 
     def _stage_failed(self, stage: Stage, entry: dict, work: Path, code: int, message: str, t0: float) -> None:
         interrupted = self.stopping and code != WAITING

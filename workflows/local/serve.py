@@ -50,22 +50,35 @@ def parse_csv(body: bytes):
 
 class _Handler(BaseHTTPRequestHandler):
     # Persistent connections, as the images' front ends keep them (a client sends its requests
-    # on one connection); an error answer closes it, since the request's body may be unread.
-    # No Nagle: an answer's headers and body are two writes, and the second would wait for the
-    # client's delayed ACK of the first (tens of milliseconds a request).
+    # on one connection); an error answer, or one to a request whose body was not read, closes
+    # it, and an idle one closes after ``timeout`` seconds. No Nagle: an answer's headers and
+    # body are two writes, and the second would wait for the client's delayed ACK of the first
+    # (tens of milliseconds a request).
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    timeout = 60
+    body_read = False
     predict: Callable = None  # type: ignore[assignment]
     capture: Callable | None = None
 
     def log_message(self, fmt, *args):  # quiet; the stage log records requests itself
         pass
 
+    def _read_body(self) -> bytes:
+        self.body_read = True
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _unread_body(self) -> bool:
+        length = (self.headers.get("Content-Length") or "0").strip()
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        return not self.body_read and (chunked or length != "0")
+
     def _send(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
         self.send_response(code)
-        if code >= 400:
+        if code >= 400 or self._unread_body():
             self.send_header("Connection", "close")
             self.close_connection = True
+        self.body_read = False  # the next request on this connection starts afresh
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -83,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "text/csv").split(";")[0].strip()
         if content_type != "text/csv":
             return self._send(415, f"unsupported content type {content_type}; send text/csv\n".encode())
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._read_body()
         try:
             rows = parse_csv(body)
         except Exception as exc:  # a bad request must not take the server down
@@ -105,6 +118,10 @@ class _FrameworkHandler(BaseHTTPRequestHandler):
     toolkit's request rules; one request at a time (the image's one TorchServe worker)."""
     protocol_version = _Handler.protocol_version
     disable_nagle_algorithm = _Handler.disable_nagle_algorithm
+    timeout = _Handler.timeout
+    body_read = False
+    _read_body = _Handler._read_body
+    _unread_body = _Handler._unread_body
     service: inference_toolkit.Service = None  # type: ignore[assignment]
     capture: Callable | None = None
     lock = threading.Lock()
@@ -121,7 +138,7 @@ class _FrameworkHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         if self.path != "/invocations":
             return self._send(404, b"not found: use POST /invocations\n")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._read_body()
         with type(self).lock:
             answer = type(self).service.invoke(list(self.headers.items()), body)
         if answer.status == 200 and type(self).capture is not None:

@@ -121,6 +121,7 @@ class _Server:
         self.send_lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
+        self.reports: socket.socket | None = None
         self.jobs: dict[int, _Running] = {}
         self.next_id = 0
 
@@ -133,26 +134,49 @@ class _Server:
                 return
             self._reset()
             mine, theirs = socket.socketpair()
+            # Exit reports from the jobs themselves come on a channel of their own: one message
+            # per report, and the server's end of ``mine`` stays the server's alone (its EOF is
+            # how the owner learns that the server died, whatever the jobs left running).
+            reports, their_reports = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             # Only a server started by the main thread can watch it with PR_SET_PDEATHSIG (the
             # signal fires when the creating *thread* exits); the socket's EOF works always.
             watch = threading.current_thread() is threading.main_thread()
             code = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
                     "from workflows.local.forkserver import serve; serve(*json.loads(sys.argv[2]))")
-            args = [sys.executable, "-c", code, json.dumps(sys.path),
-                    json.dumps([theirs.fileno(), os.getpid(), PRELOAD, watch])]
+            fds = [theirs.fileno(), their_reports.fileno()]
+            args = [sys.executable, "-c", code, json.dumps(sys.path), json.dumps([*fds, os.getpid(), PRELOAD, watch])]
             environ, it = None, self.interpreter
             if it is not None:  # its own Python and path (mlpipe's only while importing this module)
                 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
                 args = [it.python, "-c", code, json.dumps([*it.path, root]),
-                        json.dumps([theirs.fileno(), os.getpid(), list(it.preload), watch, list(it.path)])]
+                        json.dumps([*fds, os.getpid(), list(it.preload), watch, list(it.path)])]
                 environ = dict(it.environ)
             try:
-                self.proc = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                self.proc = subprocess.Popen(args, pass_fds=fds, stdin=subprocess.DEVNULL,
                                              stdout=subprocess.DEVNULL, env=environ)
             finally:
                 theirs.close()
-            self.sock = mine
+                their_reports.close()
+            self.sock, self.reports = mine, reports
             threading.Thread(target=self._read, args=(mine,), name="fork-server-reader", daemon=True).start()
+            threading.Thread(target=self._read_reports, args=(reports,), name="job-reports", daemon=True).start()
+
+    def _exited(self, job_id: int, code: int) -> None:
+        """A job ended with ``code``: the first report wins (the job's own, or the server's)."""
+        state = self.jobs.pop(job_id, None)
+        if state is not None:
+            state.code = code
+            state.started.set()
+            state.done.set()
+
+    def _read_reports(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                kind, job_id, code = pickle.loads(sock.recv(4096))
+            except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
+                return  # closed (the server and its jobs are gone, or the owner stopped it)
+            if kind == "exited":
+                self._exited(job_id, code)
 
     def _read(self, sock: socket.socket) -> None:
         buffer = bytearray()
@@ -164,20 +188,20 @@ class _Server:
             if not data:
                 break
             buffer += data
-            for kind, job_id, value in _frames(buffer):
-                state = self.jobs.get(job_id)
-                if state is None:
+            try:
+                frames = _frames(buffer)
+            except Exception:  # a damaged stream: treat the server as gone (below), never hang
+                break
+            for kind, job_id, value in frames:
+                if kind == "exited":
+                    self._exited(job_id, value)
                     continue
-                if kind == "started":
+                state = self.jobs.get(job_id)
+                if state is not None and kind == "started":
                     state.pid = value
                     state.started.set()
                     if state.cancelled:
                         _kill_group(value)
-                elif kind == "exited":
-                    state.code = value
-                    self.jobs.pop(job_id, None)
-                    state.started.set()
-                    state.done.set()
         for job_id, state in list(self.jobs.items()):  # the server is gone: nothing will finish
             if state.pid is not None:
                 _kill_group(state.pid)
@@ -224,6 +248,16 @@ class _Server:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self._close_reports()
+
+    def _close_reports(self) -> None:
+        reports, self.reports = self.reports, None
+        if reports is not None:
+            try:
+                reports.shutdown(socket.SHUT_RDWR)  # wakes its reader
+            except OSError:
+                pass
+            reports.close()
 
     def _reset(self) -> None:
         if self.sock is not None:
@@ -231,6 +265,7 @@ class _Server:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_reports()
         self.proc = self.sock = None
 
 
