@@ -110,6 +110,15 @@ def ancestry(stages: tuple[Stage, ...]) -> dict[str, set[str]]:
     return out
 
 
+def chain_after(stages: tuple[Stage, ...]) -> dict[str, int]:
+    """Every stage's longest chain of stages that wait for it, for stages in dependency order."""
+    out = {s.name: 0 for s in stages}
+    for s in reversed(stages):
+        for u in s.upstream:
+            out[u] = max(out[u], out[s.name] + 1)
+    return out
+
+
 def parallel_plan(stages: tuple[Stage, ...]) -> tuple:
     """The stages as a series-parallel sequence: stage names in order, and ``Parallel`` items.
 

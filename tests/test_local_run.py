@@ -450,7 +450,9 @@ def test_among_ready_stages_the_longest_chain_starts_first(tmp_path, monkeypatch
     spec = session.spec_for(options)
     run = runner.LocalRun(spec, options, tmp_path / "runs")
     run.emulator = None
-    after = run._chain_after()
+    from steps.pipeline import chain_after
+
+    after = chain_after(spec.stages)
     assert after["preprocess"] == 7 and after["approve"] == 1
     assert after["record-model"] == after["deploy"] == after["batch-score"] == 0
     order = [s.name for s in spec.stages]

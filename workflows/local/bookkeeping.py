@@ -11,17 +11,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+
 GATE_FAILED = 3       # exit code: the quality gate said no
 WAITING = 4           # exit code: paused for a manual approval
+
+
+def write_result(doc: dict, where: Path = Path(".")) -> None:
+    """A stage's result.json in its work directory (a stage process's current directory): how
+    every stage that runs no user script reports, here and in ``stages.py``."""
+    (where / "result.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _say(work: Path, text: str) -> None:
     with open(work / "log.txt", "a") as f:
         f.write(text + "\n")
-
-
-def _result(work: Path, doc: dict) -> None:
-    (work / "result.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def gate(work: Path, evaluation: str, metric: str, comparison: str, threshold: float) -> int:
@@ -36,13 +39,13 @@ def gate(work: Path, evaluation: str, metric: str, comparison: str, threshold: f
     value = float(node)
     passed = rule.passes(value)
     _say(work, f"quality gate: {metric} = {value:.6g}, rule {rule.describe()}: {'passed' if passed else 'FAILED'}")
-    _result(work, {"passed": passed, "value": value, "rule": rule.describe()})
+    write_result({"passed": passed, "value": value, "rule": rule.describe()}, work)
     return 0 if passed else GATE_FAILED
 
 
 def create_model(work: Path, name: str, artifact: str, image: dict) -> int:
     _say(work, f"model {name}: {artifact}")
-    _result(work, {"model_name": name, "artifact": artifact, "image": image})
+    write_result({"model_name": name, "artifact": artifact, "image": image}, work)
     return 0
 
 
@@ -54,16 +57,16 @@ def register(work: Path, runs_root: str, group: str, entry: dict) -> int:
         _say(work, f"{group} version {version['version']} was registered by this run already; not registering again")
     else:
         _say(work, f"registered {group} version {version['version']} ({version['approval_status']})")
-    _result(work, {"model_package_arn": version["arn"], "version": version["version"], "group": group,
-                   "approval_status": version["approval_status"]})
+    write_result({"model_package_arn": version["arn"], "version": version["version"], "group": group,
+             "approval_status": version["approval_status"]}, work)
     return 0
 
 
 def approval(work: Path, mode: str, decision: str | None) -> int:
     if decision is None and mode == "manual":
         _say(work, "waiting for a manual approval: mlpipe approve RUN_ID, or mlpipe reject RUN_ID --reason ...")
-        _result(work, {"decision": "waiting"})
+        write_result({"decision": "waiting"}, work)
         return WAITING
-    _result(work, {"decision": decision or "approved", "mode": mode})
+    write_result({"decision": decision or "approved", "mode": mode}, work)
     _say(work, f"approval: {decision or 'approved'} ({mode})")
     return 0

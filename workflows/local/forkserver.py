@@ -136,8 +136,7 @@ def serve(ctl_fd: int, report_fd: int, parent_pid: int, preload: list[str], watc
     # collection among hundreds of thousands of new objects costs tens of milliseconds (a tenth
     # of the imports' time, measured). A job forked meanwhile turns it back on (``_child``).
     gc.disable()
-    if not eager and not later:
-        _settle()
+    settled = False
     held: list[tuple[int, Job]] = []  # stage jobs that came before the first imports ended
 
     wake_r, wake_w = os.pipe()
@@ -186,6 +185,9 @@ def serve(ctl_fd: int, report_fd: int, parent_pid: int, preload: list[str], watc
         reply(("started", job_id, pid))
 
     while True:
+        if not (eager or later or settled):
+            _settle()
+            settled = True
         events = selector.select(timeout=0 if eager or later else 1.0)
         for key, _ in events:
             if key.fileobj is ctl:
@@ -221,14 +223,10 @@ def serve(ctl_fd: int, report_fd: int, parent_pid: int, preload: list[str], watc
         if eager:
             _preload(eager.pop(0))
             if not eager:
-                if not later:
-                    _settle()
                 for job_id, job in held:
                     fork(job_id, job)
                 held.clear()
         elif later and not events:
             _preload(later.pop(0))
-            if not later:
-                _settle()
         if os.getppid() != parent_pid:  # belt and braces where there is no PDEATHSIG
             stop()

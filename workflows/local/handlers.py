@@ -260,22 +260,14 @@ class StageHandlers:
                 self._set_registered(stage, "Approved", "approved with `mlpipe approve`", only_pending=False)
         return {"decision": {"value": verdict}}
 
-    def _ancestors(self, name: str) -> set[str]:
-        found: set[str] = set()
-        frontier = [name]
-        while frontier:
-            for up in self.spec.stage(frontier.pop()).upstream:
-                if up not in found:
-                    found.add(up)
-                    frontier.append(up)
-        return found
-
     def _set_registered(self, stage: Stage, status: str, reason: str, only_pending: bool) -> None:
         """Set the registry status of the versions this run registered upstream of ``stage``
         (idempotent), and record it in the register stages' outputs."""
         from workflows.local import registry
 
-        ancestors = self._ancestors(stage.name)
+        from steps.pipeline import ancestry
+
+        ancestors = ancestry(self.spec.stages)[stage.name]
         registers = [s for s in self.spec.stages if s.kind == "register" and s.name in ancestors] \
             or [s for s in self.spec.stages if s.kind == "register"]
         for s in registers:

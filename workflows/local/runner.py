@@ -318,7 +318,9 @@ class LocalRun(StageHandlers):
         approval, which the endpoint waits for, before the Lambda, which nothing waits for), then
         in spec order (the config's, approvals last). Stops starting stages when the run is
         interrupted."""
-        after = self._chain_after()
+        from steps.pipeline import chain_after
+
+        after = chain_after(self.spec.stages)
         pending = sorted(self.spec.stages, key=lambda s: -after[s.name])  # stable: spec order among equals
         running: dict = {}
         emulator_after = self._emulator_after()
@@ -352,23 +354,6 @@ class LocalRun(StageHandlers):
                 wait(running, timeout=GRACE)  # their processes are killed: they end quickly
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-
-    def _chain_after(self) -> dict[str, int]:
-        """For each stage, the number of stages in the longest chain that waits for it."""
-        below: dict[str, list[str]] = {s.name: [] for s in self.spec.stages}
-        for s in self.spec.stages:
-            for up in s.upstream:
-                below[up].append(s.name)
-        after: dict[str, int] = {}
-
-        def length(name: str) -> int:
-            if name not in after:
-                after[name] = max((length(n) + 1 for n in below[name]), default=0)
-            return after[name]
-
-        for name in below:
-            length(name)
-        return after
 
     def _environments(self) -> dict[str, Any]:
         """Where the stages' code runs: with --exact, each image's environment; else this one,

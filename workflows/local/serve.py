@@ -48,18 +48,17 @@ def parse_csv(body: bytes):
     return np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # Persistent connections, as the images' front ends keep them (a client sends its requests
-    # on one connection); an error answer, or one to a request whose body was not read, closes
-    # it, and an idle one closes after ``timeout`` seconds. No Nagle: an answer's headers and
-    # body are two writes, and the second would wait for the client's delayed ACK of the first
-    # (tens of milliseconds a request).
+class _Front(BaseHTTPRequestHandler):
+    """What both model servers' front ends share: the connection and the answers' framing.
+    Persistent connections, as the images' front ends keep them (a client sends its requests
+    on one connection); an error answer, or one to a request whose body was not read, closes
+    it, and an idle one closes after ``timeout`` seconds. No Nagle: an answer's headers and
+    body are two writes, and the second would wait for the client's delayed ACK of the first
+    (tens of milliseconds a request)."""
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     timeout = 60
     body_read = False
-    predict: Callable = None  # type: ignore[assignment]
-    capture: Callable | None = None
 
     def log_message(self, fmt, *args):  # quiet; the stage log records requests itself
         pass
@@ -83,6 +82,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+class _Handler(_Front):
+    predict: Callable = None  # type: ignore[assignment]
+    capture: Callable | None = None
 
     def do_GET(self):
         if self.path == "/ping":
@@ -113,21 +117,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, answer, "text/csv")
 
 
-class _FrameworkHandler(BaseHTTPRequestHandler):
+class _FrameworkHandler(_Front):
     """The PyTorch image's front end: /ping once model_fn has run, /invocations through the
     toolkit's request rules; one request at a time (the image's one TorchServe worker)."""
-    protocol_version = _Handler.protocol_version
-    disable_nagle_algorithm = _Handler.disable_nagle_algorithm
-    timeout = _Handler.timeout
-    body_read = False
-    _read_body = _Handler._read_body
-    _unread_body = _Handler._unread_body
     service: inference_toolkit.Service = None  # type: ignore[assignment]
     capture: Callable | None = None
     lock = threading.Lock()
-
-    log_message = _Handler.log_message
-    _send = _Handler._send
 
     def do_GET(self):
         if self.path == "/ping":

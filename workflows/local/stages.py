@@ -18,8 +18,9 @@ import tarfile
 from pathlib import Path
 from typing import NamedTuple
 
-def _result(doc: dict) -> None:
-    Path("result.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+from workflows.local.bookkeeping import write_result as _result
+
+
 
 
 def pack_model(model_dir: str, out_tar: str) -> int:
